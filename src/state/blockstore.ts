@@ -1,0 +1,610 @@
+// The object store under a state directory: append-only pack files of content-addressed objects,
+// an append-only index (hash → pack, offset, length, kind) and one HEAD file that names what is
+// committed. Never one OS file per block.
+//
+// Layout of <store>/:
+//   HEAD               JSON, replaced atomically (tmp + fsync + rename + dir fsync) at every commit
+//   index.<gen>        52-byte records; only the first HEAD.indexBytes bytes are valid
+//   packs/<id>.pack    object bytes; only the first HEAD.activePackBytes of the active pack are valid
+//   LOCK               pid of the one writer process
+//
+// Crash safety: a commit writes pack bytes, fsyncs, appends index records, fsyncs, then swaps HEAD.
+// Whatever a crash leaves past the lengths HEAD names is torn or uncommitted, and a writer that
+// opens the store truncates it away, so the store always opens at the last committed root.
+import fs from 'node:fs';
+import path from 'node:path';
+import { HASH_BYTES, toHex } from '../crypto/hash';
+import {
+  decodeDir, decodeFile, decodeList, decodeRoot, encodeDir, encodeRoot, EntryKind, hashObject, ObjectKind,
+} from './objects';
+
+export const DEFAULT_BLOCK_SIZE_BYTES = 64 * 1024;
+export const DEFAULT_RETAIN_SNAPSHOTS = 16;
+/** A new pack is started once the active one passes this size, so GC can rewrite packs piecemeal. */
+const PACK_ROLL_BYTES = 1024 * 1024 * 1024;
+const INDEX_RECORD_BYTES = 52;
+const FORMAT = 1;
+
+export interface ObjectLocation {
+  kind: ObjectKind;
+  pack: number;
+  offset: number;
+  length: number;
+}
+
+export interface SnapshotInfo {
+  root: string; // hex
+  commit: number; // commit counter of the store, grows by one per commit
+  timeMs: number; // the session clock the snapshot was committed with
+  bytes: number; // logical bytes of all files
+  files: number; // files + dirs + links, root excluded
+}
+
+interface Head {
+  format: number;
+  blockSizeBytes: number;
+  indexGen: number;
+  indexBytes: number;
+  activePack: number;
+  activePackBytes: number;
+  commits: number;
+  retainSnapshots: number;
+  snapshots: SnapshotInfo[]; // oldest first; the last one is the current state
+}
+
+export class StoreError extends Error {
+  constructor(message: string, readonly code: string = 'EIO') {
+    super(message);
+  }
+}
+
+export interface OpenOptions {
+  readOnly?: boolean;
+}
+
+export class ObjectStore {
+  private readonly index = new Map<string, ObjectLocation>();
+  private readonly packFds = new Map<number, number>();
+  private readonly verified = new Set<string>();
+  private indexFd = -1;
+  private txn: StoreTxn | null = null;
+  /** Roots held by open read-only sessions, kept alive by GC whatever the retention says. */
+  readonly pins = new Map<string, number>();
+
+  private constructor(readonly dir: string, private head: Head, readonly readOnly: boolean) {}
+
+  get blockSizeBytes(): number {
+    return this.head.blockSizeBytes;
+  }
+
+  get current(): SnapshotInfo {
+    return this.head.snapshots[this.head.snapshots.length - 1];
+  }
+
+  get snapshots(): readonly SnapshotInfo[] {
+    return this.head.snapshots;
+  }
+
+  /** Creates an empty store whose root is an empty directory with mode 0755 and the given time. */
+  static create(dir: string, opts: { blockSizeBytes?: number; timeMs?: number; retainSnapshots?: number } = {}): ObjectStore {
+    const blockSizeBytes = opts.blockSizeBytes ?? DEFAULT_BLOCK_SIZE_BYTES;
+    if (!Number.isInteger(blockSizeBytes) || blockSizeBytes < 4096 || blockSizeBytes > 16 * 1024 * 1024 || (blockSizeBytes & (blockSizeBytes - 1)) !== 0) {
+      throw new StoreError(`invalid block size ${blockSizeBytes}: use a power of two between 4096 and 16 MiB`, 'EINVAL');
+    }
+    if (fs.existsSync(path.join(dir, 'HEAD'))) throw new StoreError(`${dir} already holds a state store (HEAD exists)`, 'EEXIST');
+    fs.mkdirSync(path.join(dir, 'packs'), { recursive: true });
+    const head: Head = {
+      format: FORMAT,
+      blockSizeBytes,
+      indexGen: 1,
+      indexBytes: 0,
+      activePack: 1,
+      activePackBytes: 0,
+      commits: 0,
+      retainSnapshots: opts.retainSnapshots ?? DEFAULT_RETAIN_SNAPSHOTS,
+      snapshots: [],
+    };
+    fs.writeFileSync(path.join(dir, `index.${head.indexGen}`), '');
+    fs.writeFileSync(path.join(dir, 'packs', `${head.activePack}.pack`), '');
+    const store = new ObjectStore(dir, head, false);
+    store.acquireLock();
+    store.openFiles();
+    const txn = store.begin();
+    const emptyDir = txn.put(ObjectKind.Dir, encodeDir([]));
+    const root = txn.put(ObjectKind.Root, encodeRoot(0o755, opts.timeMs ?? 0, emptyDir));
+    txn.commit(root, { timeMs: opts.timeMs ?? 0, bytes: 0, files: 0 });
+    return store;
+  }
+
+  static open(dir: string, opts: OpenOptions = {}): ObjectStore {
+    const head = readHead(dir);
+    const store = new ObjectStore(dir, head, !!opts.readOnly);
+    if (!store.readOnly) {
+      store.acquireLock();
+      store.recover();
+    }
+    store.openFiles();
+    store.loadIndex();
+    return store;
+  }
+
+  /** Reads just the committed root of a store, without loading its index. */
+  static readCurrentRoot(dir: string): SnapshotInfo {
+    const head = readHead(dir);
+    return head.snapshots[head.snapshots.length - 1];
+  }
+
+  close(): void {
+    if (this.txn) this.txn.abort();
+    for (const fd of this.packFds.values()) fs.closeSync(fd);
+    this.packFds.clear();
+    if (this.indexFd >= 0) fs.closeSync(this.indexFd);
+    this.indexFd = -1;
+    if (!this.readOnly) {
+      try {
+        if (fs.readFileSync(this.lockPath(), 'utf8').trim() === String(process.pid)) fs.unlinkSync(this.lockPath());
+      } catch { /* already gone */ }
+    }
+  }
+
+  has(hash: Buffer): boolean {
+    return this.index.has(toHex(hash));
+  }
+
+  locate(hash: Buffer): ObjectLocation | undefined {
+    return this.index.get(toHex(hash));
+  }
+
+  /** Reads and verifies one object; throws StoreError if it is missing or its bytes do not hash to it. */
+  get(hash: Buffer, expectKind?: ObjectKind): Buffer {
+    const hex = toHex(hash);
+    const loc = this.index.get(hex);
+    if (!loc) throw new StoreError(`object ${hex} is not in the store at ${this.dir}`, 'ENOENT');
+    if (expectKind !== undefined && loc.kind !== expectKind) {
+      throw new StoreError(`object ${hex} is a ${ObjectKind[loc.kind]}, expected a ${ObjectKind[expectKind]}`);
+    }
+    const content = Buffer.allocUnsafe(loc.length);
+    this.readAt(loc.pack, loc.offset, content);
+    if (!this.verified.has(hex)) {
+      if (!hashObject(loc.kind, content).equals(hash)) {
+        throw new StoreError(`corrupt store ${this.dir}: object ${hex} in pack ${loc.pack} at ${loc.offset} does not match its hash; restore the node from peers`);
+      }
+      // Blocks are re-read often (every FUSE read); tree nodes are small, so only blocks are cached.
+      if (loc.kind === ObjectKind.Block) this.verified.add(hex);
+    }
+    return content;
+  }
+
+  getRoot(hash: Buffer): { mode: number; mtimeMs: number; dir: Buffer } {
+    return decodeRoot(this.get(hash, ObjectKind.Root));
+  }
+
+  getDir(hash: Buffer) {
+    return decodeDir(this.get(hash, ObjectKind.Dir));
+  }
+
+  getFile(hash: Buffer) {
+    return decodeFile(this.get(hash, ObjectKind.File));
+  }
+
+  /** The ordered block hashes of a file node, walking its fan-out tree. */
+  fileBlocks(fileHash: Buffer): { size: number; blocks: Buffer[] } {
+    const file = this.getFile(fileHash);
+    let level = file.children;
+    for (let depth = file.depth; depth > 0; depth--) {
+      const next: Buffer[] = [];
+      for (const h of level) {
+        const list = decodeList(this.get(h, ObjectKind.List));
+        if (list.depth !== depth - 1) throw new StoreError(`corrupt list node ${toHex(h)}: depth ${list.depth}, expected ${depth - 1}`);
+        next.push(...list.children);
+      }
+      level = next;
+    }
+    return { size: file.size, blocks: level };
+  }
+
+  getLink(hash: Buffer): string {
+    return this.get(hash, ObjectKind.Link).toString();
+  }
+
+  readAt(pack: number, offset: number, into: Buffer): void {
+    const fd = this.packFd(pack);
+    let done = 0;
+    while (done < into.length) {
+      const n = fs.readSync(fd, into, done, into.length - done, offset + done);
+      if (n === 0) throw new StoreError(`corrupt store ${this.dir}: pack ${pack} ends before offset ${offset + into.length}`);
+      done += n;
+    }
+  }
+
+  /** Starts the one write transaction of this store (a session's scratch space and its commit). */
+  begin(): StoreTxn {
+    if (this.readOnly) throw new StoreError(`store ${this.dir} is open read-only`, 'EROFS');
+    if (this.txn) throw new StoreError('a write transaction is already open on this store', 'EBUSY');
+    if (this.head.activePackBytes >= PACK_ROLL_BYTES) this.rollPack();
+    this.txn = new StoreTxn(this, this.head.activePack, this.packFd(this.head.activePack), this.head.activePackBytes);
+    return this.txn;
+  }
+
+  /** Called by StoreTxn. */
+  finishTxn(txn: StoreTxn, outcome: { root: Buffer; meta: Omit<SnapshotInfo, 'root' | 'commit'>; added: Map<string, ObjectLocation>; packBytes: number } | null): SnapshotInfo | null {
+    if (this.txn !== txn) throw new StoreError('transaction is not the open one');
+    this.txn = null;
+    if (!outcome) {
+      fs.ftruncateSync(this.packFd(txn.pack), this.head.activePackBytes);
+      return null;
+    }
+    fs.fdatasyncSync(this.packFd(txn.pack));
+    const records = Buffer.alloc(outcome.added.size * INDEX_RECORD_BYTES);
+    let o = 0;
+    for (const [hex, loc] of outcome.added) {
+      writeIndexRecord(records, o, hex, loc);
+      o += INDEX_RECORD_BYTES;
+    }
+    if (records.length > 0) {
+      fs.writeSync(this.indexFd, records, 0, records.length, this.head.indexBytes);
+      fs.fdatasyncSync(this.indexFd);
+    }
+    const snapshot: SnapshotInfo = { root: toHex(outcome.root), commit: this.head.commits + 1, ...outcome.meta };
+    const snapshots = [...this.head.snapshots, snapshot].slice(-Math.max(1, this.head.retainSnapshots));
+    this.writeHead({
+      ...this.head,
+      indexBytes: this.head.indexBytes + records.length,
+      activePackBytes: outcome.packBytes,
+      commits: snapshot.commit,
+      snapshots,
+    });
+    for (const [hex, loc] of outcome.added) this.index.set(hex, loc);
+    return snapshot;
+  }
+
+  private rollPack(): void {
+    const id = this.head.activePack + 1;
+    fs.writeFileSync(path.join(this.dir, 'packs', `${id}.pack`), '');
+    fsyncDir(path.join(this.dir, 'packs'));
+    this.writeHead({ ...this.head, activePack: id, activePackBytes: 0 });
+  }
+
+  /**
+   * Drops objects no retained or pinned snapshot reaches, rewriting packs that are mostly garbage.
+   * Crash-safe: new pack and index are durable before HEAD names them; old files go last.
+   */
+  gc(opts: { minGarbageRatio?: number } = {}): { packsRewritten: number; bytesFreed: number; objectsLive: number } {
+    if (this.readOnly || this.txn) throw new StoreError('gc needs the writer and no open transaction', 'EBUSY');
+    const live = new Set<string>();
+    const roots = [...this.head.snapshots.map((s) => s.root), ...this.pins.keys()];
+    for (const root of roots) this.markLive(Buffer.from(root, 'hex'), ObjectKind.Root, live);
+    const liveBytes = new Map<number, number>();
+    const totalBytes = new Map<number, number>();
+    for (const [hex, loc] of this.index) {
+      totalBytes.set(loc.pack, (totalBytes.get(loc.pack) ?? 0) + loc.length);
+      if (live.has(hex)) liveBytes.set(loc.pack, (liveBytes.get(loc.pack) ?? 0) + loc.length);
+    }
+    const minGarbage = opts.minGarbageRatio ?? 0.5;
+    const victims = new Set<number>();
+    for (const pack of this.listPacks()) {
+      const size = pack === this.head.activePack ? this.head.activePackBytes : fs.statSync(this.packPath(pack)).size;
+      if (size === 0 && pack === this.head.activePack) continue;
+      if ((liveBytes.get(pack) ?? 0) <= size * (1 - minGarbage)) victims.add(pack);
+    }
+    const droppedEntries = [...this.index.keys()].some((hex) => !live.has(hex));
+    if (victims.size === 0 && !droppedEntries) return { packsRewritten: 0, bytesFreed: 0, objectsLive: live.size };
+
+    const newPack = Math.max(...this.listPacks(), this.head.activePack) + 1;
+    const newPackPath = this.packPath(newPack);
+    const newFd = fs.openSync(newPackPath, 'w+');
+    const newIndex = new Map<string, ObjectLocation>();
+    let offset = 0;
+    let bytesFreed = 0;
+    for (const [hex, loc] of this.index) {
+      if (!live.has(hex)) continue;
+      if (!victims.has(loc.pack)) {
+        newIndex.set(hex, loc);
+        continue;
+      }
+      const buf = Buffer.allocUnsafe(loc.length);
+      this.readAt(loc.pack, loc.offset, buf);
+      fs.writeSync(newFd, buf, 0, buf.length, offset);
+      newIndex.set(hex, { ...loc, pack: newPack, offset });
+      offset += loc.length;
+    }
+    fs.fdatasyncSync(newFd);
+    this.packFds.set(newPack, newFd);
+    for (const v of victims) bytesFreed += fs.statSync(this.packPath(v)).size;
+    bytesFreed -= offset;
+
+    const indexGen = this.head.indexGen + 1;
+    const records = Buffer.alloc(newIndex.size * INDEX_RECORD_BYTES);
+    let o = 0;
+    for (const [hex, loc] of newIndex) {
+      writeIndexRecord(records, o, hex, loc);
+      o += INDEX_RECORD_BYTES;
+    }
+    const indexPath = path.join(this.dir, `index.${indexGen}`);
+    const indexFd = fs.openSync(indexPath, 'w+');
+    fs.writeSync(indexFd, records, 0, records.length, 0);
+    fs.fdatasyncSync(indexFd);
+    fsyncDir(path.join(this.dir, 'packs'));
+    const oldIndexGen = this.head.indexGen;
+    const activeIsVictim = victims.has(this.head.activePack);
+    this.writeHead({
+      ...this.head,
+      indexGen,
+      indexBytes: records.length,
+      activePack: activeIsVictim ? newPack : this.head.activePack,
+      activePackBytes: activeIsVictim ? offset : this.head.activePackBytes,
+    });
+    fs.closeSync(this.indexFd);
+    this.indexFd = indexFd;
+    fs.rmSync(path.join(this.dir, `index.${oldIndexGen}`), { force: true });
+    for (const v of victims) {
+      const fd = this.packFds.get(v);
+      if (fd !== undefined) fs.closeSync(fd);
+      this.packFds.delete(v);
+      fs.rmSync(this.packPath(v), { force: true });
+    }
+    if (!activeIsVictim && offset === 0) {
+      // Nothing was moved; the empty new pack is not referenced by anything.
+      fs.closeSync(newFd);
+      this.packFds.delete(newPack);
+      fs.rmSync(newPackPath, { force: true });
+    }
+    this.index.clear();
+    for (const [hex, loc] of newIndex) this.index.set(hex, loc);
+    for (const hex of this.verified) if (!newIndex.has(hex)) this.verified.delete(hex);
+    return { packsRewritten: victims.size, bytesFreed: Math.max(0, bytesFreed), objectsLive: live.size };
+  }
+
+  /** Total bytes held in pack files, for GC heuristics and status. */
+  packBytes(): number {
+    let total = 0;
+    for (const p of this.listPacks()) total += p === this.head.activePack ? this.head.activePackBytes : fs.statSync(this.packPath(p)).size;
+    return total;
+  }
+
+  private markLive(hash: Buffer, kind: ObjectKind, live: Set<string>): void {
+    const hex = toHex(hash);
+    if (live.has(hex)) return;
+    live.add(hex);
+    switch (kind) {
+      case ObjectKind.Root:
+        this.markLive(this.getRoot(hash).dir, ObjectKind.Dir, live);
+        break;
+      case ObjectKind.Dir:
+        for (const e of this.getDir(hash)) {
+          const k = e.kind === EntryKind.Dir ? ObjectKind.Dir : e.kind === EntryKind.File ? ObjectKind.File : ObjectKind.Link;
+          this.markLive(e.hash, k, live);
+        }
+        break;
+      case ObjectKind.File: {
+        const f = this.getFile(hash);
+        for (const c of f.children) this.markLive(c, f.depth === 0 ? ObjectKind.Block : ObjectKind.List, live);
+        break;
+      }
+      case ObjectKind.List: {
+        const l = decodeList(this.get(hash, ObjectKind.List));
+        for (const c of l.children) this.markLive(c, l.depth === 0 ? ObjectKind.Block : ObjectKind.List, live);
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  private writeHead(head: Head): void {
+    const tmp = path.join(this.dir, 'HEAD.tmp');
+    const fd = fs.openSync(tmp, 'w');
+    fs.writeSync(fd, JSON.stringify(head, null, 1) + '\n');
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fs.renameSync(tmp, path.join(this.dir, 'HEAD'));
+    fsyncDir(this.dir);
+    this.head = head;
+  }
+
+  private lockPath(): string {
+    return path.join(this.dir, 'LOCK');
+  }
+
+  private acquireLock(): void {
+    const lock = this.lockPath();
+    try {
+      const pid = Number(fs.readFileSync(lock, 'utf8').trim());
+      if (pid && pid !== process.pid && processAlive(pid)) {
+        throw new StoreError(`state store ${this.dir} is in use by process ${pid}; stop it first (or open read-only)`, 'EBUSY');
+      }
+    } catch (err) {
+      if (err instanceof StoreError) throw err;
+    }
+    fs.writeFileSync(lock, `${process.pid}\n`);
+  }
+
+  /** Drops whatever a crash left past the committed lengths (torn index tail, uncommitted packs). */
+  private recover(): void {
+    const indexPath = path.join(this.dir, `index.${this.head.indexGen}`);
+    if (fs.statSync(indexPath).size > this.head.indexBytes) fs.truncateSync(indexPath, this.head.indexBytes);
+    for (const name of fs.readdirSync(this.dir)) {
+      const m = /^index\.(\d+)$/.exec(name);
+      if ((m && Number(m[1]) !== this.head.indexGen) || name === 'HEAD.tmp') fs.rmSync(path.join(this.dir, name), { force: true });
+    }
+    const activePath = this.packPath(this.head.activePack);
+    if (!fs.existsSync(activePath)) fs.writeFileSync(activePath, '');
+    if (fs.statSync(activePath).size > this.head.activePackBytes) fs.truncateSync(activePath, this.head.activePackBytes);
+    for (const p of this.listPacks()) {
+      if (p > this.head.activePack) fs.rmSync(this.packPath(p), { force: true });
+    }
+  }
+
+  private openFiles(): void {
+    this.indexFd = fs.openSync(path.join(this.dir, `index.${this.head.indexGen}`), this.readOnly ? 'r' : 'r+');
+  }
+
+  private loadIndex(): void {
+    const buf = Buffer.allocUnsafe(this.head.indexBytes);
+    let done = 0;
+    while (done < buf.length) {
+      const n = fs.readSync(this.indexFd, buf, done, buf.length - done, done);
+      if (n === 0) throw new StoreError(`corrupt store ${this.dir}: index shorter than HEAD says (${done} < ${buf.length})`);
+      done += n;
+    }
+    for (let o = 0; o + INDEX_RECORD_BYTES <= buf.length; o += INDEX_RECORD_BYTES) {
+      const hex = buf.toString('hex', o, o + HASH_BYTES);
+      this.index.set(hex, {
+        kind: buf[o + 32] as ObjectKind,
+        pack: buf.readUInt32BE(o + 36),
+        length: buf.readUInt32BE(o + 40),
+        offset: Number(buf.readBigUInt64BE(o + 44)),
+      });
+    }
+  }
+
+  private listPacks(): number[] {
+    return fs.readdirSync(path.join(this.dir, 'packs'))
+      .map((n) => /^(\d+)\.pack$/.exec(n))
+      .filter((m): m is RegExpExecArray => !!m)
+      .map((m) => Number(m[1]));
+  }
+
+  private packPath(id: number): string {
+    return path.join(this.dir, 'packs', `${id}.pack`);
+  }
+
+  packFd(id: number): number {
+    let fd = this.packFds.get(id);
+    if (fd === undefined) {
+      fd = fs.openSync(this.packPath(id), this.readOnly ? 'r' : 'r+');
+      this.packFds.set(id, fd);
+    }
+    return fd;
+  }
+}
+
+/**
+ * One write transaction: a bump allocator over the active pack past its committed end. Sessions
+ * keep dirty blocks in slots here, so a commit registers them where they already are instead of
+ * copying; tree nodes are appended at commit. Abort truncates the pack back.
+ */
+export class StoreTxn {
+  private next: number;
+  private readonly added = new Map<string, ObjectLocation>();
+  private done = false;
+
+  constructor(private readonly store: ObjectStore, readonly pack: number, readonly fd: number, readonly base: number) {
+    this.next = base;
+  }
+
+  /** Reserves `length` bytes aligned to `align`, returning their pack offset. */
+  alloc(length: number, align = 1): number {
+    this.assertOpen();
+    const offset = Math.ceil(this.next / align) * align;
+    this.next = offset + length;
+    return offset;
+  }
+
+  writeAt(offset: number, data: Uint8Array, dataOffset = 0, length = data.length - dataOffset): void {
+    let done = 0;
+    while (done < length) done += fs.writeSync(this.fd, data, dataOffset + done, length - done, offset + done);
+  }
+
+  readAt(offset: number, into: Buffer, intoOffset = 0, length = into.length - intoOffset): number {
+    let done = 0;
+    while (done < length) {
+      const n = fs.readSync(this.fd, into, intoOffset + done, length - done, offset + done);
+      if (n === 0) break; // past the end of a sparse slot: the rest reads as zeros
+      done += n;
+    }
+    if (done < length) into.fill(0, intoOffset + done, intoOffset + length);
+    return length;
+  }
+
+  has(hash: Buffer): boolean {
+    const hex = toHex(hash);
+    return this.added.has(hex) || this.store.has(hash);
+  }
+
+  /** Registers bytes already written at `offset` as the object `hash` (no-op if it exists). */
+  adopt(hash: Buffer, kind: ObjectKind, offset: number, length: number): void {
+    this.assertOpen();
+    if (this.has(hash)) return;
+    this.added.set(toHex(hash), { kind, pack: this.pack, offset, length });
+  }
+
+  /** Appends an object unless the store already has it; returns its hash. */
+  put(kind: ObjectKind, content: Buffer): Buffer {
+    const hash = hashObject(kind, content);
+    if (this.has(hash)) return hash;
+    const offset = this.alloc(content.length);
+    this.writeAt(offset, content);
+    this.added.set(toHex(hash), { kind, pack: this.pack, offset, length: content.length });
+    return hash;
+  }
+
+  /** Reads an object written in this transaction or already committed. */
+  get(hash: Buffer): Buffer {
+    const loc = this.added.get(toHex(hash));
+    if (!loc) return this.store.get(hash);
+    const buf = Buffer.allocUnsafe(loc.length);
+    this.readAt(loc.offset, buf);
+    return buf;
+  }
+
+  commit(root: Buffer, meta: Omit<SnapshotInfo, 'root' | 'commit'>): SnapshotInfo {
+    this.assertOpen();
+    if (!this.has(root)) throw new StoreError(`commit of root ${toHex(root)} that was never written`);
+    this.done = true;
+    return this.store.finishTxn(this, { root, meta, added: this.added, packBytes: this.next })!;
+  }
+
+  abort(): void {
+    if (this.done) return;
+    this.done = true;
+    this.store.finishTxn(this, null);
+  }
+
+  get isOpen(): boolean {
+    return !this.done;
+  }
+
+  private assertOpen(): void {
+    if (this.done) throw new StoreError('transaction already finished');
+  }
+}
+
+function writeIndexRecord(buf: Buffer, o: number, hex: string, loc: ObjectLocation): void {
+  buf.write(hex, o, HASH_BYTES, 'hex');
+  buf[o + 32] = loc.kind;
+  buf.writeUInt32BE(loc.pack, o + 36);
+  buf.writeUInt32BE(loc.length, o + 40);
+  buf.writeBigUInt64BE(BigInt(loc.offset), o + 44);
+}
+
+function readHead(dir: string): Head {
+  let text: string;
+  try {
+    text = fs.readFileSync(path.join(dir, 'HEAD'), 'utf8');
+  } catch (err) {
+    throw new StoreError(`${dir} is not a state store (no HEAD file): create one with \`hp-node state init ${dir}\``, 'ENOENT');
+  }
+  const head = JSON.parse(text) as Head;
+  if (head.format !== FORMAT) throw new StoreError(`state store ${dir} has format ${head.format}; this hp-node reads format ${FORMAT}`);
+  if (!head.snapshots?.length) throw new StoreError(`corrupt state store ${dir}: HEAD names no snapshot`);
+  return head;
+}
+
+function fsyncDir(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

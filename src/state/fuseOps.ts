@@ -1,0 +1,93 @@
+// fuse-native operation handlers over whichever Session is current. Handlers are synchronous (sync
+// fs calls are 2x faster than async ones on this path, see reference/dependencies.md §2) and turn
+// every FsError or fs error into the matching negative errno; nothing unsupported fakes success.
+import Fuse from 'fuse-native';
+import { FsError, Session } from './session';
+
+type Cb = (...args: any[]) => void;
+
+const XATTR_UNSUPPORTED = Fuse.EOPNOTSUPP;
+
+export function errnoOf(err: unknown): number {
+  const code = (err as { code?: string }).code;
+  const errno = code ? (Fuse as unknown as Record<string, number>)[code] : undefined;
+  if (typeof errno === 'number' && errno < 0) return errno;
+  process.stderr.write(`statefs: internal error, answering EIO: ${(err as Error).stack ?? err}\n`);
+  return Fuse.EIO;
+}
+
+export function makeFuseOps(current: () => Session, uid: number, gid: number): Record<string, Cb> {
+  // Runs `fn` and answers the kernel; `fn` returns the success values after the 0 status.
+  const run = (cb: Cb, fn: () => unknown[] | void) => {
+    let result: unknown[] | void;
+    try {
+      result = fn();
+    } catch (err) {
+      return cb(errnoOf(err));
+    }
+    return cb(0, ...(result ?? []));
+  };
+  const stat = (s: ReturnType<Session['getattr']>) => ({
+    mode: s.mode, uid, gid, size: s.size, nlink: s.nlink, ino: s.ino, blksize: s.blksize, blocks: s.blocks,
+    atime: s.mtimeMs, mtime: s.mtimeMs, ctime: s.mtimeMs,
+  });
+  return {
+    getattr: (path: string, cb: Cb) => run(cb, () => [stat(current().getattr(path))]),
+    fgetattr: (path: string, fd: number, cb: Cb) => run(cb, () => [stat(fd ? current().fgetattr(fd) : current().getattr(path))]),
+    access: (path: string, _mode: number, cb: Cb) => run(cb, () => void current().getattr(path)),
+    readdir: (path: string, cb: Cb) => run(cb, () => [current().readdir(path)]),
+    readlink: (path: string, cb: Cb) => run(cb, () => [current().readlink(path)]),
+    statfs: (_path: string, cb: Cb) => run(cb, () => {
+      const s = current().statfs();
+      const bsize = s.blockSize;
+      const blocks = Math.min(0xffffffff, Math.floor(s.bytesTotal / bsize));
+      const free = Math.min(blocks, Math.floor(s.bytesFree / bsize));
+      const files = Math.min(0xffffffff, s.filesTotal);
+      const ffree = Math.min(files, s.filesFree);
+      return [{ bsize, frsize: bsize, blocks, bfree: free, bavail: free, files, ffree, favail: ffree, fsid: 0, flag: 0, namemax: 255 }];
+    }),
+    open: (path: string, flags: number, cb: Cb) => run(cb, () => [current().open(path, flags)]),
+    opendir: (path: string, _flags: number, cb: Cb) => run(cb, () => {
+      if (!(current().getattr(path).mode & 0o040000)) throw new FsError('ENOTDIR', `${path}: not a directory`);
+      return [0];
+    }),
+    create: (path: string, mode: number, cb: Cb) => run(cb, () => [current().create(path, mode)]),
+    release: (_path: string, fd: number, cb: Cb) => run(cb, () => void current().release(fd)),
+    releasedir: (_path: string, _fd: number, cb: Cb) => cb(0),
+    read: (_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Cb) => {
+      try {
+        cb(current().read(fd, buf, len, pos));
+      } catch (err) {
+        cb(errnoOf(err));
+      }
+    },
+    write: (_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Cb) => {
+      try {
+        cb(current().write(fd, buf, len, pos));
+      } catch (err) {
+        cb(errnoOf(err));
+      }
+    },
+    truncate: (path: string, size: number, cb: Cb) => run(cb, () => void current().truncate(path, size)),
+    ftruncate: (path: string, fd: number, size: number, cb: Cb) => run(cb, () => void (fd ? current().ftruncate(fd, size) : current().truncate(path, size))),
+    // Durability comes from commit: an uncommitted round is discarded by a crash in any case, so
+    // fsync inside a session promises nothing more than the commit will deliver.
+    fsync: (_path: string, _datasync: number, _fd: number, cb: Cb) => cb(0),
+    fsyncdir: (_path: string, _datasync: number, _fd: number, cb: Cb) => cb(0),
+    flush: (_path: string, _fd: number, cb: Cb) => cb(0),
+    unlink: (path: string, cb: Cb) => run(cb, () => void current().unlink(path)),
+    rename: (src: string, dest: string, cb: Cb) => run(cb, () => void current().rename(src, dest)),
+    mkdir: (path: string, mode: number, cb: Cb) => run(cb, () => void current().mkdir(path, mode)),
+    rmdir: (path: string, cb: Cb) => run(cb, () => void current().rmdir(path)),
+    symlink: (target: string, path: string, cb: Cb) => run(cb, () => void current().symlink(target, path)),
+    link: (_src: string, _dest: string, cb: Cb) => cb(Fuse.EPERM), // hard links are not part of the state model
+    mknod: (_path: string, _mode: number, _dev: number, cb: Cb) => cb(Fuse.EPERM), // regular files come through create
+    chmod: (path: string, mode: number, cb: Cb) => run(cb, () => void current().chmod(path, mode)),
+    chown: (path: string, u: number, g: number, cb: Cb) => run(cb, () => void current().chown(path, u, g)),
+    utimens: (path: string, atime: number, mtime: number, cb: Cb) => run(cb, () => void current().utimens(path, atime, mtime)),
+    setxattr: (...args: unknown[]) => (args[args.length - 1] as Cb)(XATTR_UNSUPPORTED),
+    getxattr: (...args: unknown[]) => (args[args.length - 1] as Cb)(XATTR_UNSUPPORTED),
+    listxattr: (...args: unknown[]) => (args[args.length - 1] as Cb)(XATTR_UNSUPPORTED),
+    removexattr: (...args: unknown[]) => (args[args.length - 1] as Cb)(XATTR_UNSUPPORTED),
+  };
+}

@@ -1,0 +1,94 @@
+// The statefs child process: serves one FUSE mount of a state store and nothing else. It spawns no
+// process (fuse-native's /dev/fuse fd is not close-on-exec, and touching our own mount from here
+// deadlocks), takes orders from its parent over IPC, and unmounts and exits when the parent dies.
+import Fuse from 'fuse-native';
+import { ObjectStore } from './blockstore';
+import { makeFuseOps } from './fuseOps';
+import { Session } from './session';
+import type { StatefsChildArgs, StatefsReply, StatefsRequest } from './statefsProtocol';
+import { parseHashHex } from '../crypto/hash';
+
+// Options fuse-native has no switch for ride on fsname (reference/dependencies.md §1): 128 KiB
+// writes, our inode numbers, and no kernel attribute caching, since sessions swap under the mount.
+const FSNAME = 'hpstate,big_writes,use_ino,entry_timeout=0,attr_timeout=0,negative_timeout=0';
+
+function send(msg: StatefsReply): void {
+  if (process.connected) process.send!(msg);
+}
+
+function main(): void {
+  const args = JSON.parse(process.env.HP_STATEFS_ARGS ?? 'null') as StatefsChildArgs | null;
+  if (!args || !process.send) {
+    process.stderr.write('statefs child: run by hp-node through IPC only\n');
+    process.exit(2);
+  }
+  const store = ObjectStore.open(args.storeDir, { readOnly: args.readOnly });
+  const viewRoot = () => (args.root && args.readOnly ? parseHashHex(args.root, 'root') : Buffer.from(store.current.root, 'hex'));
+  let session = new Session(store, viewRoot(), { writable: false, timeMs: store.current.timeMs });
+  const fuse = new Fuse(args.mountpoint, makeFuseOps(() => session, process.getuid!(), process.getgid!()), {
+    force: true,
+    mkdir: true,
+    autoUnmount: true,
+    allowOther: true,
+    fsname: FSNAME,
+  });
+
+  let exiting = false;
+  const exit = (code: number) => {
+    if (exiting) return;
+    exiting = true;
+    session.rollback();
+    fuse.unmount(() => {
+      store.close();
+      process.exit(code);
+    });
+    setTimeout(() => process.exit(code), 5000).unref();
+  };
+
+  const handle = (req: StatefsRequest) => {
+    try {
+      switch (req.cmd) {
+        case 'begin':
+          if (args.readOnly) throw Object.assign(new Error('this mount is read-only'), { code: 'EROFS' });
+          session.rollback();
+          session = new Session(store, Buffer.from(store.current.root, 'hex'), { writable: true, timeMs: req.timeMs, quota: req.quota });
+          return send({ type: 'reply', id: req.id, ok: true });
+        case 'commit': {
+          if (!session.writable || !session.isOpen) throw Object.assign(new Error('no open read-write session to commit'), { code: 'EINVAL' });
+          const snapshot = session.commit();
+          session = new Session(store, Buffer.from(snapshot.root, 'hex'), { writable: false, timeMs: snapshot.timeMs });
+          return send({ type: 'reply', id: req.id, ok: true, snapshot });
+        }
+        case 'rollback':
+          session.rollback();
+          session = new Session(store, viewRoot(), { writable: false, timeMs: store.current.timeMs });
+          return send({ type: 'reply', id: req.id, ok: true, snapshot: store.current });
+        case 'gc':
+          if (session.writable && session.isOpen) throw Object.assign(new Error('gc while a session is open'), { code: 'EBUSY' });
+          return send({ type: 'reply', id: req.id, ok: true, result: store.gc() });
+        case 'close':
+          send({ type: 'reply', id: req.id, ok: true });
+          return exit(0);
+      }
+    } catch (err) {
+      const e = err as Error & { code?: string };
+      send({ type: 'reply', id: req.id, ok: false, error: e.message, code: e.code ?? 'EIO' });
+    }
+  };
+
+  process.on('message', (m) => handle(m as StatefsRequest));
+  process.on('disconnect', () => exit(0)); // parent died or let go: never serve an orphaned mount
+  process.on('SIGTERM', () => exit(0));
+  process.on('SIGINT', () => exit(0));
+
+  fuse.mount((err) => {
+    if (err) {
+      process.stderr.write(`statefs: cannot mount ${args.mountpoint}: ${err.message}\n`);
+      store.close();
+      process.exit(3);
+    }
+    send({ type: 'ready', root: store.current.root });
+  });
+}
+
+main();

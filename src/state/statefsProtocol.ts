@@ -1,0 +1,24 @@
+// Messages between a parent process and its statefs child (Node IPC channel, advanced serialization).
+import type { Quota } from './session';
+import type { SnapshotInfo } from './blockstore';
+
+export interface StatefsChildArgs {
+  storeDir: string;
+  mountpoint: string;
+  /** Read-only view of this root (hex); default: the store's current root. */
+  root?: string;
+  /** Never allow a read-write session (hp-node mount). */
+  readOnly: boolean;
+}
+
+export type StatefsRequest =
+  | { id: number; cmd: 'begin'; timeMs: number; quota?: Partial<Quota> }
+  | { id: number; cmd: 'commit' }
+  | { id: number; cmd: 'rollback' }
+  | { id: number; cmd: 'gc' }
+  | { id: number; cmd: 'close' };
+
+export type StatefsReply =
+  | { type: 'ready'; root: string }
+  | { type: 'reply'; id: number; ok: true; snapshot?: SnapshotInfo; result?: unknown }
+  | { type: 'reply'; id: number; ok: false; error: string; code: string };
