@@ -107,7 +107,13 @@ async function execInSession(storeDir: string, command: string[], timeMs: number
   const mount = await StatefsMount.start({ storeDir, mountpoint, readOnly: false });
   try {
     await mount.begin(timeMs);
-    const child = spawn(command[0], command.slice(1), { cwd: mount.mountpoint, stdio: 'inherit' });
+    // stdout is relayed so the root can be printed on a line of its own whatever the command wrote.
+    const child = spawn(command[0], command.slice(1), { cwd: mount.mountpoint, stdio: ['inherit', 'pipe', 'inherit'] });
+    let lastByte = 0x0a;
+    child.stdout!.on('data', (d: Buffer) => {
+      process.stdout.write(d);
+      lastByte = d[d.length - 1];
+    });
     const forward = (sig: NodeJS.Signals) => child.kill(sig);
     process.on('SIGINT', forward);
     process.on('SIGTERM', forward);
@@ -116,13 +122,13 @@ async function execInSession(storeDir: string, command: string[], timeMs: number
         console.error(`hp-node: cannot run ${command[0]}: ${err.message}`);
         resolve(127);
       });
-      child.once('exit', (c, sig) => resolve(c ?? 128 + (sig ? os.constants.signals[sig] : 0)));
+      child.once('close', (c, sig) => resolve(c ?? 128 + (sig ? os.constants.signals[sig] : 0)));
     });
     process.off('SIGINT', forward);
     process.off('SIGTERM', forward);
     const snap = code === 0 ? await mount.commit() : await mount.rollback();
     if (code !== 0) console.error(`hp-node: command exited with ${code}; session rolled back`);
-    console.log(snap.root);
+    console.log(`${lastByte === 0x0a ? '' : '\n'}${snap.root}`);
     return code;
   } finally {
     await mount.close();

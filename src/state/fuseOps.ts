@@ -1,6 +1,7 @@
 // fuse-native operation handlers over whichever Session is current. Handlers are synchronous (sync
 // fs calls are 2x faster than async ones on this path, see reference/dependencies.md §2) and turn
 // every FsError or fs error into the matching negative errno; nothing unsupported fakes success.
+import os from 'node:os';
 import Fuse from 'fuse-native';
 import { FsError, Session } from './session';
 
@@ -10,8 +11,8 @@ const XATTR_UNSUPPORTED = Fuse.EOPNOTSUPP;
 
 export function errnoOf(err: unknown): number {
   const code = (err as { code?: string }).code;
-  const errno = code ? (Fuse as unknown as Record<string, number>)[code] : undefined;
-  if (typeof errno === 'number' && errno < 0) return errno;
+  const errno = code ? (os.constants.errno as Record<string, number>)[code] : undefined;
+  if (typeof errno === 'number' && errno > 0) return -errno;
   process.stderr.write(`statefs: internal error, answering EIO: ${(err as Error).stack ?? err}\n`);
   return Fuse.EIO;
 }

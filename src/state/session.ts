@@ -20,6 +20,8 @@ export class FsError extends Error {
 
 /** Names libfuse gives files that are unlinked while still open; never part of the state. */
 export const HIDDEN_PREFIX = '.fuse_hidden';
+/** The exact names libfuse 2 hides files under (".fuse_hidden%08x%08x"). */
+const LIBFUSE_HIDDEN_NAME = /^\.fuse_hidden[0-9a-f]{16}$/;
 
 /** A slot offset in the transaction's pack (dirty), a committed block hash, or null for zeros. */
 type BlockRef = number | Buffer | null;
@@ -73,13 +75,18 @@ const UNKNOWN_SIZE = -1;
 
 export const DEFAULT_QUOTA: Quota = { bytes: 1024 ** 4, files: 10_000_000 };
 
+/**
+ * File handle numbers are unique across all sessions of the process: a descriptor opened in one
+ * session and used after the mount switched to the next one must get EBADF, never another file.
+ */
+let nextHandle = 1;
+
 export class Session {
   readonly root: Node;
   private rootMode: number;
   private readonly txn: StoreTxn | null;
   private readonly handles = new Map<number, Node>();
   private readonly hidden = new Map<string, Node>();
-  private nextHandle = 1;
   private bytes: number;
   private files: number;
   private readonly quota: Quota;
@@ -221,7 +228,7 @@ export class Session {
   }
 
   private addHandle(node: Node): number {
-    const fh = this.nextHandle++;
+    const fh = nextHandle++;
     this.handles.set(fh, node);
     return fh;
   }
@@ -311,8 +318,10 @@ export class Session {
     const blocks = this.blocksOf(node);
     const bs = this.blockSize;
     const old = node.size;
+    // A file unlinked while open (parent null) is outside the state: its bytes are not counted.
+    const counted = node.parent !== null;
     if (size > old) {
-      if (this.bytes + (size - old) > this.quota.bytes) {
+      if (counted && this.bytes + (size - old) > this.quota.bytes) {
         throw new FsError('ENOSPC', `state quota of ${this.quota.bytes} bytes exceeded (growing a file to ${size} bytes)`);
       }
       // The committed last block is shorter than a block; make its zero tail part of the content.
@@ -334,7 +343,7 @@ export class Session {
         }
       }
     }
-    this.bytes += size - old;
+    if (counted) this.bytes += size - old;
     node.size = size;
   }
 
@@ -414,7 +423,7 @@ export class Session {
     const node = this.resolve(from);
     if (node === this.root) throw new FsError('EBUSY', 'cannot rename the state root');
     const { parent, name } = this.resolveParent(to);
-    if (name.startsWith(HIDDEN_PREFIX)) {
+    if (LIBFUSE_HIDDEN_NAME.test(name)) {
       // libfuse hides a file that is unlinked while open: keep it readable by path, outside the tree.
       this.detach(node);
       this.hidden.set(to, node);
@@ -422,6 +431,7 @@ export class Session {
     }
     const err = nameError(name);
     if (err) throw new FsError(err, `${to}: invalid file name`);
+    if (name.startsWith(HIDDEN_PREFIX)) throw new FsError('EINVAL', `${to}: names starting with ${HIDDEN_PREFIX} are reserved`);
     for (let p: Node | null = parent; p; p = p.parent) {
       if (p === node) throw new FsError('EINVAL', `cannot move ${from} into itself (${to})`);
     }

@@ -1,0 +1,286 @@
+// The store and session logic in-process (no FUSE): hashing rules, commit/rollback, crash
+// recovery of the on-disk format, GC, and an incremental-vs-from-scratch property test.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { ObjectStore } from '../src/state/blockstore';
+import { Session } from '../src/state/session';
+import { exportSnapshot, importDirectory } from '../src/state/importExport';
+import { decodeDir, encodeDir, EntryKind, fileDepth, FANOUT, nameError } from '../src/state/objects';
+import { tempDir } from './helpers/fixtures';
+
+const T = 1_700_000_000_000;
+
+function openSession(store: ObjectStore, timeMs = T): Session {
+  return new Session(store, Buffer.from(store.current.root, 'hex'), { writable: true, timeMs });
+}
+
+function writeFile(s: Session, p: string, data: Buffer, offset = 0): void {
+  let fh: number;
+  try {
+    fh = s.open(p, 1);
+  } catch {
+    fh = s.create(p, 0o644);
+  }
+  s.write(fh, data, data.length, offset);
+  s.release(fh);
+}
+
+function readFile(s: Session, p: string): Buffer {
+  const fh = s.open(p, 0);
+  const size = s.getattr(p).size;
+  const buf = Buffer.alloc(size);
+  s.read(fh, buf, size, 0);
+  s.release(fh);
+  return buf;
+}
+
+function storeAt(t: import('node:test').TestContext, opts: { blockSizeBytes?: number; retainSnapshots?: number } = {}): ObjectStore {
+  const store = ObjectStore.create(path.join(tempDir(t), 'store'), { timeMs: T, ...opts });
+  t.after(() => store.close());
+  return store;
+}
+
+test('dir encoding is ordered by name bytes and round-trips', () => {
+  const h = crypto.randomBytes(32);
+  const entries = [
+    { name: 'b', kind: EntryKind.File, mode: 0o644, mtimeMs: 5, hash: h },
+    { name: 'a', kind: EntryKind.Dir, mode: 0o755, mtimeMs: 6, hash: h },
+    { name: 'é', kind: EntryKind.Link, mode: 0o777, mtimeMs: 7, hash: h },
+  ];
+  const decoded = decodeDir(encodeDir(entries));
+  assert.deepEqual(decoded.map((e) => e.name), ['a', 'b', 'é']);
+  assert.deepEqual(encodeDir(entries), encodeDir([...entries].reverse()));
+  assert.equal(decoded[0].mtimeMs, 6);
+});
+
+test('fan-out depth and name rules', () => {
+  assert.equal(fileDepth(0), 0);
+  assert.equal(fileDepth(FANOUT), 0);
+  assert.equal(fileDepth(FANOUT + 1), 1);
+  assert.equal(fileDepth(FANOUT * FANOUT + 1), 2);
+  assert.equal(nameError('ok.txt'), null);
+  assert.equal(nameError('..'), 'EINVAL');
+  assert.equal(nameError('a/b'), 'EINVAL');
+  assert.equal(nameError('a\0b'), 'EINVAL');
+  assert.equal(nameError('x'.repeat(256)), 'ENAMETOOLONG');
+  assert.equal(nameError('é'.repeat(128)), 'ENAMETOOLONG'); // 256 bytes
+});
+
+test('commit makes a new root; rollback leaves the store untouched', (t) => {
+  const store = storeAt(t);
+  const empty = store.current.root;
+  const s1 = openSession(store);
+  writeFile(s1, '/a', Buffer.from('hello'));
+  s1.rollback();
+  assert.equal(store.current.root, empty);
+  assert.equal(fs.statSync(path.join(store.dir, 'packs', '1.pack')).size > 0, true);
+
+  const s2 = openSession(store);
+  writeFile(s2, '/a', Buffer.from('hello'));
+  const snap = s2.commit();
+  assert.notEqual(snap.root, empty);
+  assert.equal(store.current.root, snap.root);
+  assert.deepEqual({ bytes: snap.bytes, files: snap.files }, { bytes: 5, files: 1 });
+
+  const s3 = openSession(store);
+  assert.equal(readFile(s3, '/a').toString(), 'hello');
+  assert.equal(s3.getattr('/a').mtimeMs, T);
+  s3.rollback();
+});
+
+test('same content in a different order gives the same root; one swapped block does not', (t) => {
+  const bs = 64 * 1024;
+  const A = crypto.randomBytes(bs);
+  const B = crypto.randomBytes(bs);
+  const build = (order: 'ab' | 'ba', swap = false) => {
+    const store = storeAt(t);
+    const s = openSession(store);
+    s.mkdir('/d', 0o755);
+    const blocks = swap ? [B, A] : [A, B];
+    if (order === 'ab') {
+      writeFile(s, '/d/f', blocks[0], 0);
+      writeFile(s, '/d/f', blocks[1], bs);
+      writeFile(s, '/x', Buffer.from('x'));
+    } else {
+      writeFile(s, '/x', Buffer.from('tmp'));
+      s.truncate('/x', 0);
+      writeFile(s, '/x', Buffer.from('x'));
+      writeFile(s, '/tmp', blocks[1], bs);
+      writeFile(s, '/tmp', blocks[0], 0);
+      s.rename('/tmp', '/d/f');
+    }
+    return s.commit().root;
+  };
+  assert.equal(build('ab'), build('ba'));
+  assert.notEqual(build('ab'), build('ab', true));
+});
+
+test('identical sibling files changed identically still change the root (no XOR cancellation)', (t) => {
+  const store = storeAt(t);
+  const roots: string[] = [];
+  for (const content of ['hello', 'world', 'a 46-byte string, long enough to be different']) {
+    const s = openSession(store);
+    writeFile(s, '/a.txt', Buffer.from(content));
+    s.truncate('/a.txt', content.length);
+    writeFile(s, '/b.txt', Buffer.from(content));
+    s.truncate('/b.txt', content.length);
+    roots.push(s.commit().root);
+  }
+  assert.equal(new Set(roots).size, 3);
+});
+
+test('truncate shrink then grow reads zeros; sparse writes hash like dense ones', (t) => {
+  const store = storeAt(t, { blockSizeBytes: 4096 });
+  const s = openSession(store);
+  writeFile(s, '/f', Buffer.alloc(10000, 7));
+  s.truncate('/f', 5000);
+  s.truncate('/f', 9000);
+  const got = readFile(s, '/f');
+  assert.equal(got.subarray(0, 5000).every((b) => b === 7), true);
+  assert.equal(got.subarray(5000).every((b) => b === 0), true);
+  writeFile(s, '/sparse', Buffer.from([1]), 0);
+  writeFile(s, '/sparse', Buffer.from([2]), 10 * 4096 + 3);
+  const dense = Buffer.alloc(10 * 4096 + 4);
+  dense[0] = 1;
+  dense[10 * 4096 + 3] = 2;
+  writeFile(s, '/dense', dense);
+  const root1 = s.commit();
+  const s2 = openSession(store);
+  const fileHash = (p: string) => decodeDir(store.get(store.getRoot(Buffer.from(root1.root, 'hex')).dir)).find((e) => e.name === p)!.hash.toString('hex');
+  assert.equal(fileHash('sparse'), fileHash('dense'));
+  assert.deepEqual(readFile(s2, '/f'), got);
+  s2.rollback();
+});
+
+test('incremental roots equal from-scratch roots after random operations (property)', (t) => {
+  const seedBase = 0x5eed;
+  for (let round = 0; round < 3; round++) {
+    const rnd = mulberry32(seedBase + round);
+    const store = storeAt(t, { blockSizeBytes: 4096 });
+    const files = new Set<string>();
+    for (let session = 0; session < 4; session++) {
+      const s = openSession(store);
+      for (let op = 0; op < 60; op++) {
+        const name = `/f${Math.floor(rnd() * 8)}`;
+        const r = rnd();
+        if (r < 0.5) {
+          const len = Math.floor(rnd() * 20000);
+          writeFile(s, name, crypto.randomBytes(len), Math.floor(rnd() * 30000));
+          files.add(name);
+        } else if (r < 0.7 && files.has(name)) {
+          s.truncate(name, Math.floor(rnd() * 40000));
+        } else if (r < 0.8 && files.has(name)) {
+          s.unlink(name);
+          files.delete(name);
+        } else if (r < 0.9 && files.has(name)) {
+          const to = `/f${Math.floor(rnd() * 8)}`;
+          s.rename(name, to);
+          files.delete(name);
+          files.add(to);
+        } else if (files.has(name)) {
+          s.chmod(name, rnd() < 0.5 ? 0o600 : 0o644);
+        }
+      }
+      s.commit();
+    }
+    const plain = path.join(tempDir(t), 'plain');
+    exportSnapshot(store, plain);
+    const fresh = ObjectStore.create(path.join(tempDir(t), 'fresh'), { timeMs: T, blockSizeBytes: 4096 });
+    const scratch = importDirectory(fresh, plain, T);
+    fresh.close();
+    assert.equal(scratch.root, store.current.root, `round ${round}`);
+  }
+});
+
+test('a torn tail past HEAD (crash mid-commit) is dropped on open', (t) => {
+  const dir = path.join(tempDir(t), 'store');
+  let store = ObjectStore.create(dir, { timeMs: T });
+  const s = openSession(store);
+  writeFile(s, '/a', Buffer.from('committed'));
+  const snap = s.commit();
+  // An uncommitted session that wrote data and a torn index record, then "crashed".
+  const s2 = openSession(store);
+  writeFile(s2, '/b', crypto.randomBytes(200_000));
+  fs.appendFileSync(path.join(dir, 'index.1'), crypto.randomBytes(30));
+  fs.writeFileSync(path.join(dir, 'HEAD.tmp'), '{"torn":');
+  fs.writeFileSync(path.join(dir, 'LOCK'), '999999\n'); // a dead writer's lock
+  (store as unknown as { txn: null }).txn = null; // simulate the process dying without cleanup
+  const packSize = fs.statSync(path.join(dir, 'packs', '1.pack')).size;
+  assert.ok(packSize > 200_000);
+
+  store = ObjectStore.open(dir);
+  t.after(() => store.close());
+  assert.equal(store.current.root, snap.root);
+  assert.ok(fs.statSync(path.join(dir, 'packs', '1.pack')).size < packSize);
+  assert.equal(fs.existsSync(path.join(dir, 'HEAD.tmp')), false);
+  const s3 = openSession(store);
+  assert.equal(readFile(s3, '/a').toString(), 'committed');
+  assert.throws(() => s3.getattr('/b'), /ENOENT/);
+  s3.rollback();
+});
+
+test('a second writer is refused while the first is alive', (t) => {
+  const store = storeAt(t);
+  fs.writeFileSync(path.join(store.dir, 'LOCK'), `${process.ppid}\n`);
+  assert.throws(() => ObjectStore.open(store.dir), /in use by process/);
+  fs.writeFileSync(path.join(store.dir, 'LOCK'), `${process.pid}\n`);
+});
+
+test('corrupt pack bytes are detected on read, never served', (t) => {
+  const store = storeAt(t);
+  const s = openSession(store);
+  writeFile(s, '/a', Buffer.alloc(5000, 1));
+  const root = s.commit().root;
+  const dirEntry = decodeDir(store.get(store.getRoot(Buffer.from(root, 'hex')).dir))[0];
+  const block = store.fileBlocks(dirEntry.hash).blocks[0];
+  const loc = store.locate(block)!;
+  const fd = fs.openSync(path.join(store.dir, 'packs', `${loc.pack}.pack`), 'r+');
+  fs.writeSync(fd, Buffer.from([2]), 0, 1, loc.offset + 10);
+  fs.closeSync(fd);
+  const reader = ObjectStore.open(store.dir, { readOnly: true });
+  t.after(() => reader.close());
+  assert.throws(() => reader.get(block), /corrupt store .* does not match its hash/);
+});
+
+test('gc keeps retained snapshots readable and frees the rest', (t) => {
+  const store = storeAt(t, { retainSnapshots: 2 });
+  const payloads: Buffer[] = [];
+  for (let i = 0; i < 6; i++) {
+    const s = openSession(store);
+    const p = crypto.randomBytes(300_000);
+    payloads.push(p);
+    writeFile(s, '/big', p);
+    s.commit();
+  }
+  const before = store.packBytes();
+  const r = store.gc();
+  assert.ok(r.bytesFreed > 0, 'gc freed nothing');
+  assert.ok(store.packBytes() < before / 2, `packs ${store.packBytes()} vs ${before}`);
+  for (const snap of store.snapshots) {
+    const v = new Session(store, Buffer.from(snap.root, 'hex'), { writable: false, timeMs: T });
+    assert.ok(payloads.some((p) => p.equals(readFile(v, '/big'))));
+  }
+  // The store still opens cleanly and writes continue after gc.
+  store.close();
+  const again = ObjectStore.open(store.dir);
+  const s = openSession(again);
+  assert.deepEqual(readFile(s, '/big'), payloads[5]);
+  writeFile(s, '/more', Buffer.from('after gc'));
+  s.commit();
+  again.close();
+  (store as unknown as { close: () => void }).close = () => undefined;
+});
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = a;
+    x = Math.imul(x ^ (x >>> 15), x | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
