@@ -355,6 +355,16 @@ export class ObjectStore {
     return { packsRewritten: victims.size, bytesFreed: Math.max(0, bytesFreed), objectsLive: live.size };
   }
 
+  /**
+   * Runs gc once packs hold more than twice the largest retained snapshot plus `slackBytes`:
+   * cheap to check after every commit, and bounds disk use to a small multiple of live state.
+   */
+  maybeGc(slackBytes = 256 * 1024 * 1024): ReturnType<ObjectStore['gc']> | null {
+    const live = Math.max(...this.head.snapshots.map((s) => s.bytes));
+    if (this.packBytes() <= 2 * live + slackBytes) return null;
+    return this.gc();
+  }
+
   /** Total bytes held in pack files, for GC heuristics and status. */
   packBytes(): number {
     let total = 0;

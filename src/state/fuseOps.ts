@@ -85,7 +85,7 @@ export function makeFuseOps(current: () => Session, uid: number, gid: number): R
     mknod: (_path: string, _mode: number, _dev: number, cb: Cb) => cb(Fuse.EPERM), // regular files come through create
     chmod: (path: string, mode: number, cb: Cb) => run(cb, () => void current().chmod(path, mode)),
     chown: (path: string, u: number, g: number, cb: Cb) => run(cb, () => void current().chown(path, u, g)),
-    utimens: (path: string, atime: number, mtime: number, cb: Cb) => run(cb, () => void current().utimens(path, atime, mtime)),
+    utimens: (path: string, _atime: number, _mtime: number, cb: Cb) => run(cb, () => void current().utimens(path)),
     setxattr: (...args: unknown[]) => (args[args.length - 1] as Cb)(XATTR_UNSUPPORTED),
     getxattr: (...args: unknown[]) => (args[args.length - 1] as Cb)(XATTR_UNSUPPORTED),
     listxattr: (...args: unknown[]) => (args[args.length - 1] as Cb)(XATTR_UNSUPPORTED),

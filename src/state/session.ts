@@ -69,8 +69,6 @@ const S_IFDIR = 0o040000;
 const S_IFLNK = 0o120000;
 const O_ACCMODE = 3;
 const O_RDONLY = 0;
-/** FUSE reports UTIME_NOW/UTIME_OMIT as this many ms (tv_nsec ≈ 2^30 ns, tv_sec 0) through fuse-native. */
-const UTIME_SPECIAL_MS = 1073;
 const UNKNOWN_SIZE = -1;
 
 export const DEFAULT_QUOTA: Quota = { bytes: 1024 ** 4, files: 10_000_000 };
@@ -471,11 +469,15 @@ export class Session {
     if (!same) throw new FsError('EPERM', `${this.pathOf(node)}: state files have one owner; chown is not supported`);
   }
 
-  utimens(path: string, _atimeMs: number, mtimeMs: number): void {
+  /**
+   * Stamps the entry with the session clock, whatever time was asked for. Timestamps are part of
+   * the hashed state, and FUSE delivers `touch`'s UTIME_NOW as this server's wall clock (and
+   * fuse-native passes atime in place of mtime), so honouring the value would let nodes diverge.
+   */
+  utimens(path: string): void {
     this.assertWritable(path);
     const node = this.resolve(path);
-    // UTIME_NOW would leak the wall clock into state: use the session clock instead.
-    node.mtimeMs = mtimeMs === UTIME_SPECIAL_MS || mtimeMs < 0 ? this.opts.timeMs : Math.floor(mtimeMs);
+    node.mtimeMs = this.opts.timeMs;
     this.markEntryChanged(node);
   }
 

@@ -57,7 +57,10 @@ function main(): void {
           if (!session.writable || !session.isOpen) throw Object.assign(new Error('no open read-write session to commit'), { code: 'EINVAL' });
           const snapshot = session.commit();
           session = new Session(store, Buffer.from(snapshot.root, 'hex'), { writable: false, timeMs: snapshot.timeMs });
-          return send({ type: 'reply', id: req.id, ok: true, snapshot });
+          send({ type: 'reply', id: req.id, ok: true, snapshot });
+          const gc = store.maybeGc(); // after the reply: the caller is not kept waiting
+          if (gc) process.stderr.write(`statefs: gc rewrote ${gc.packsRewritten} pack(s), freed ${gc.bytesFreed} bytes\n`);
+          return;
         }
         case 'rollback':
           session.rollback();
