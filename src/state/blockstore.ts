@@ -23,6 +23,8 @@ export const DEFAULT_RETAIN_SNAPSHOTS = 16;
 /** A new pack is started once the active one passes this size, so GC can rewrite packs piecemeal. */
 const PACK_ROLL_BYTES = 1024 * 1024 * 1024;
 const INDEX_RECORD_BYTES = 52;
+/** Dirty bytes after which a transaction starts flushing its pack in the background. */
+const FLUSH_AHEAD_BYTES = 16 * 1024 * 1024;
 const FORMAT = 1;
 
 export interface ObjectLocation {
@@ -496,6 +498,8 @@ export class ObjectStore {
  */
 export class StoreTxn {
   private next: number;
+  private unflushedBytes = 0;
+  private flushing = false;
   private readonly added = new Map<string, ObjectLocation>();
   private done = false;
 
@@ -514,6 +518,14 @@ export class StoreTxn {
   writeAt(offset: number, data: Uint8Array, dataOffset = 0, length = data.length - dataOffset): void {
     let done = 0;
     while (done < length) done += fs.writeSync(this.fd, data, dataOffset + done, length - done, offset + done);
+    this.unflushedBytes += length;
+    if (this.unflushedBytes >= FLUSH_AHEAD_BYTES && !this.flushing) {
+      // Start writing dirty slots to disk on a libuv thread while FUSE keeps the JS thread busy,
+      // so the fsync at commit finds little left to do.
+      this.flushing = true;
+      this.unflushedBytes = 0;
+      fs.fdatasync(this.fd, () => (this.flushing = false));
+    }
   }
 
   readAt(offset: number, into: Buffer, intoOffset = 0, length = into.length - intoOffset): number {
