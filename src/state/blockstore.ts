@@ -25,6 +25,7 @@ const PACK_ROLL_BYTES = 1024 * 1024 * 1024;
 const INDEX_RECORD_BYTES = 52;
 /** Dirty bytes after which a transaction starts flushing its pack in the background. */
 const FLUSH_AHEAD_BYTES = 16 * 1024 * 1024;
+const PUT_BATCH_BYTES = 1024 * 1024;
 const FORMAT = 1;
 
 export interface ObjectLocation {
@@ -285,7 +286,7 @@ export class ObjectStore {
     const minGarbage = opts.minGarbageRatio ?? 0.5;
     const victims = new Set<number>();
     for (const pack of this.listPacks()) {
-      const size = pack === this.head.activePack ? this.head.activePackBytes : fs.statSync(this.packPath(pack)).size;
+      const size = this.packDiskBytes(pack);
       if (size === 0 && pack === this.head.activePack) continue;
       if ((liveBytes.get(pack) ?? 0) <= size * (1 - minGarbage)) victims.add(pack);
     }
@@ -312,7 +313,7 @@ export class ObjectStore {
     }
     fs.fdatasyncSync(newFd);
     this.packFds.set(newPack, newFd);
-    for (const v of victims) bytesFreed += fs.statSync(this.packPath(v)).size;
+    for (const v of victims) bytesFreed += this.packDiskBytes(v);
     bytesFreed -= offset;
 
     const indexGen = this.head.indexGen + 1;
@@ -367,11 +368,18 @@ export class ObjectStore {
     return this.gc();
   }
 
-  /** Total bytes held in pack files, for GC heuristics and status. */
+  /** Disk bytes held by pack files, for GC heuristics and status. */
   packBytes(): number {
     let total = 0;
-    for (const p of this.listPacks()) total += p === this.head.activePack ? this.head.activePackBytes : fs.statSync(this.packPath(p)).size;
+    for (const p of this.listPacks()) total += this.packDiskBytes(p);
     return total;
+  }
+
+  /** Bytes a pack really occupies: slots of small files leave holes, which cost no disk. */
+  private packDiskBytes(pack: number): number {
+    const st = fs.statSync(this.packPath(pack));
+    const valid = pack === this.head.activePack ? this.head.activePackBytes : st.size;
+    return Math.min(valid, st.blocks * 512);
   }
 
   private markLive(hash: Buffer, kind: ObjectKind, live: Set<string>): void {
@@ -500,6 +508,10 @@ export class StoreTxn {
   private next: number;
   private unflushedBytes = 0;
   private flushing = false;
+  /** Objects appended by put() and not yet written: tree nodes are small, so they go out in batches. */
+  private pending: Buffer[] = [];
+  private pendingStart = 0;
+  private pendingBytes = 0;
   private readonly added = new Map<string, ObjectLocation>();
   private done = false;
 
@@ -510,6 +522,7 @@ export class StoreTxn {
   /** Reserves `length` bytes aligned to `align`, returning their pack offset. */
   alloc(length: number, align = 1): number {
     this.assertOpen();
+    this.writePending();
     const offset = Math.ceil(this.next / align) * align;
     this.next = offset + length;
     return offset;
@@ -529,6 +542,7 @@ export class StoreTxn {
   }
 
   readAt(offset: number, into: Buffer, intoOffset = 0, length = into.length - intoOffset): number {
+    if (this.pendingBytes > 0 && offset + length > this.pendingStart) this.writePending();
     let done = 0;
     while (done < length) {
       const n = fs.readSync(this.fd, into, intoOffset + done, length - done, offset + done);
@@ -555,10 +569,23 @@ export class StoreTxn {
   put(kind: ObjectKind, content: Buffer): Buffer {
     const hash = hashObject(kind, content);
     if (this.has(hash)) return hash;
-    const offset = this.alloc(content.length);
-    this.writeAt(offset, content);
+    this.assertOpen();
+    if (this.pendingBytes === 0) this.pendingStart = this.next;
+    const offset = this.next;
+    this.next += content.length;
+    this.pending.push(content);
+    this.pendingBytes += content.length;
+    if (this.pendingBytes >= PUT_BATCH_BYTES) this.writePending();
     this.added.set(toHex(hash), { kind, pack: this.pack, offset, length: content.length });
     return hash;
+  }
+
+  private writePending(): void {
+    if (this.pendingBytes === 0) return;
+    const batch = Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.writeAt(this.pendingStart, batch);
   }
 
   /** Reads an object written in this transaction or already committed. */
@@ -573,6 +600,7 @@ export class StoreTxn {
   commit(root: Buffer, meta: Omit<SnapshotInfo, 'root' | 'commit'>): SnapshotInfo {
     this.assertOpen();
     if (!this.has(root)) throw new StoreError(`commit of root ${toHex(root)} that was never written`);
+    this.writePending();
     this.done = true;
     return this.store.finishTxn(this, { root, meta, added: this.added, packBytes: this.next })!;
   }

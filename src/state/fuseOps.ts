@@ -7,7 +7,9 @@ import { FsError, Session } from './session';
 
 type Cb = (...args: any[]) => void;
 
-const XATTR_UNSUPPORTED = Fuse.EOPNOTSUPP;
+// ENOSYS (not EOPNOTSUPP): the kernel then remembers that xattrs are unsupported, answers callers
+// with EOPNOTSUPP itself and stops asking, e.g. for security.capability before every write.
+const XATTR_UNSUPPORTED = Fuse.ENOSYS;
 
 export function errnoOf(err: unknown): number {
   const code = (err as { code?: string }).code;
@@ -15,6 +17,17 @@ export function errnoOf(err: unknown): number {
   if (typeof errno === 'number' && errno > 0) return -errno;
   process.stderr.write(`statefs: internal error, answering EIO: ${(err as Error).stack ?? err}\n`);
   return Fuse.EIO;
+}
+
+/** Calls per operation, printed at exit when HP_STATEFS_OPSTATS=1 (for finding chatty workloads). */
+export function withOpCounts(ops: Record<string, Cb>): Record<string, Cb> {
+  if (process.env.HP_STATEFS_OPSTATS !== '1') return ops;
+  const counts: Record<string, number> = {};
+  process.on('exit', () => process.stderr.write(`statefs op counts: ${JSON.stringify(counts)}\n`));
+  return Object.fromEntries(Object.entries(ops).map(([name, fn]) => [name, (...args: unknown[]) => {
+    counts[name] = (counts[name] ?? 0) + 1;
+    return fn(...args);
+  }]));
 }
 
 export function makeFuseOps(current: () => Session, uid: number, gid: number): Record<string, Cb> {
@@ -72,10 +85,11 @@ export function makeFuseOps(current: () => Session, uid: number, gid: number): R
     truncate: (path: string, size: number, cb: Cb) => run(cb, () => void current().truncate(path, size)),
     ftruncate: (path: string, fd: number, size: number, cb: Cb) => run(cb, () => void (fd ? current().ftruncate(fd, size) : current().truncate(path, size))),
     // Durability comes from commit: an uncommitted round is discarded by a crash in any case, so
-    // fsync inside a session promises nothing more than the commit will deliver.
-    fsync: (_path: string, _datasync: number, _fd: number, cb: Cb) => cb(0),
-    fsyncdir: (_path: string, _datasync: number, _fd: number, cb: Cb) => cb(0),
-    flush: (_path: string, _fd: number, cb: Cb) => cb(0),
+    // fsync inside a session promises nothing more than the commit will deliver. ENOSYS makes the
+    // kernel answer later fsync/flush calls with success itself, saving a round trip per call.
+    fsync: (_path: string, _datasync: number, _fd: number, cb: Cb) => cb(Fuse.ENOSYS),
+    fsyncdir: (_path: string, _datasync: number, _fd: number, cb: Cb) => cb(Fuse.ENOSYS),
+    flush: (_path: string, _fd: number, cb: Cb) => cb(Fuse.ENOSYS),
     unlink: (path: string, cb: Cb) => run(cb, () => void current().unlink(path)),
     rename: (src: string, dest: string, cb: Cb) => run(cb, () => void current().rename(src, dest)),
     mkdir: (path: string, mode: number, cb: Cb) => run(cb, () => void current().mkdir(path, mode)),

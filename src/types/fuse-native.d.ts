@@ -19,6 +19,7 @@ declare module 'fuse-native' {
     static ENOENT: number;
     static EIO: number;
     static EOPNOTSUPP: number;
+    static ENOSYS: number;
     [errno: string]: any;
   }
   export = Fuse;
