@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { HASH_BYTES, toHex } from '../crypto/hash';
 import {
-  decodeDir, decodeFile, decodeList, decodeRoot, encodeDir, encodeRoot, EntryKind, hashObject, ObjectKind,
+  decodeDir, decodeFile, decodeList, decodeRoot, encodeDir, encodeRoot, EntryKind, hashObject, hashTaggedInPlace, ObjectKind, TAG_BYTES,
 } from './objects';
 
 export const DEFAULT_BLOCK_SIZE_BYTES = 64 * 1024;
@@ -166,16 +166,42 @@ export class ObjectStore {
     if (expectKind !== undefined && loc.kind !== expectKind) {
       throw new StoreError(`object ${hex} is a ${ObjectKind[loc.kind]}, expected a ${ObjectKind[expectKind]}`);
     }
-    const content = Buffer.allocUnsafe(loc.length);
+    // Read with room for the tag in front, so verification hashes in place without a copy.
+    const buf = Buffer.allocUnsafe(TAG_BYTES + loc.length);
+    const content = buf.subarray(TAG_BYTES);
     this.readAt(loc.pack, loc.offset, content);
     if (!this.verified.has(hex)) {
-      if (!hashObject(loc.kind, content).equals(hash)) {
+      if (!hashTaggedInPlace(loc.kind, buf).equals(hash)) {
         throw new StoreError(`corrupt store ${this.dir}: object ${hex} in pack ${loc.pack} at ${loc.offset} does not match its hash; restore the node from peers`);
       }
       // Blocks are re-read often (every FUSE read); tree nodes are small, so only blocks are cached.
       if (loc.kind === ObjectKind.Block) this.verified.add(hex);
     }
     return content;
+  }
+
+  /**
+   * Copies bytes [start, start+length) of block `hash` into `into`, zero-filling past its end.
+   * A block already verified in this process is read straight into `into` (no buffer, no copy).
+   */
+  readBlockRange(hash: Buffer, start: number, into: Buffer, intoOffset: number, length: number): void {
+    const hex = toHex(hash);
+    const loc = this.index.get(hex);
+    let n: number;
+    if (loc && loc.kind === ObjectKind.Block && this.verified.has(hex)) {
+      n = Math.max(0, Math.min(length, loc.length - start));
+      if (n > 0) this.readAt(loc.pack, loc.offset + start, into.subarray(intoOffset, intoOffset + n));
+    } else {
+      const block = this.get(hash, ObjectKind.Block);
+      n = Math.max(0, Math.min(length, block.length - start));
+      block.copy(into, intoOffset, start, start + n);
+    }
+    if (n < length) into.fill(0, intoOffset + n, intoOffset + length);
+  }
+
+  /** Marks blocks this process has just hashed itself (at commit) as verified. */
+  markVerified(hexes: Iterable<string>): void {
+    for (const h of hexes) this.verified.add(h);
   }
 
   getRoot(hash: Buffer): { mode: number; mtimeMs: number; dir: Buffer } {
@@ -204,6 +230,20 @@ export class ObjectStore {
       level = next;
     }
     return { size: file.size, blocks: level };
+  }
+
+  /** The object hash of the entry at `path` ("/a/b") in snapshot `root`, or null if there is none. */
+  entryHash(root: Buffer, path: string): Buffer | null {
+    let dir = this.getRoot(root).dir;
+    const parts = path.split('/').filter(Boolean);
+    for (let i = 0; i < parts.length; i++) {
+      const e = this.getDir(dir).find((x) => x.name === parts[i]);
+      if (!e) return null;
+      if (i === parts.length - 1) return e.hash;
+      if (e.kind !== EntryKind.Dir) return null;
+      dir = e.hash;
+    }
+    return dir;
   }
 
   getLink(hash: Buffer): string {
@@ -257,7 +297,10 @@ export class ObjectStore {
       commits: snapshot.commit,
       snapshots,
     });
-    for (const [hex, loc] of outcome.added) this.index.set(hex, loc);
+    for (const [hex, loc] of outcome.added) {
+      this.index.set(hex, loc);
+      if (loc.kind === ObjectKind.Block) this.verified.add(hex); // hashed from these very bytes at commit
+    }
     return snapshot;
   }
 

@@ -14,9 +14,21 @@ const COPY_CHUNK_BYTES = 1024 * 1024;
  * gets `timeMs` as its mtime (not the source's), so every node importing the same files gets the
  * same root. Only regular files, directories and symlinks can be imported.
  */
-export function importDirectory(store: ObjectStore, srcDir: string, timeMs: number): SnapshotInfo {
+export function importDirectory(
+  store: ObjectStore,
+  srcDir: string,
+  timeMs: number,
+  opts: { under?: string; extraFiles?: Record<string, Buffer> } = {},
+): SnapshotInfo {
   const session = new Session(store, Buffer.from(store.current.root, 'hex'), { writable: true, timeMs });
   try {
+    const under = opts.under ?? '';
+    if (under) session.mkdir(under, 0o755);
+    for (const [p, data] of Object.entries(opts.extraFiles ?? {})) {
+      const fh = session.create(p, 0o644);
+      session.write(fh, data, data.length, 0);
+      session.release(fh);
+    }
     const buf = Buffer.allocUnsafe(COPY_CHUNK_BYTES);
     const walk = (abs: string, rel: string) => {
       for (const name of fs.readdirSync(abs).sort()) {
@@ -48,7 +60,7 @@ export function importDirectory(store: ObjectStore, srcDir: string, timeMs: numb
         }
       }
     };
-    walk(path.resolve(srcDir), '');
+    walk(path.resolve(srcDir), under);
     return session.commit();
   } catch (err) {
     session.rollback();

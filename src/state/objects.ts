@@ -64,8 +64,13 @@ export function hashObject(kind: ObjectKind, content: Uint8Array): Buffer {
  * TAG_BYTES bytes, which this fills with the block tag.
  */
 export function hashBlockInPlace(bufWithTagRoom: Buffer): Buffer {
-  TAGS[ObjectKind.Block].copy(bufWithTagRoom, 0);
-  return hash(bufWithTagRoom);
+  return hashTaggedInPlace(ObjectKind.Block, bufWithTagRoom);
+}
+
+/** Same for any kind: `buf` holds TAG_BYTES of room followed by the content. */
+export function hashTaggedInPlace(kind: ObjectKind, buf: Buffer): Buffer {
+  TAGS[kind].copy(buf, 0);
+  return hash(buf);
 }
 
 export function hashBlock(data: Uint8Array): Buffer {

@@ -14,7 +14,12 @@ import {
 
 export class FsError extends Error {
   constructor(readonly code: string, message: string) {
+    // ENOENT on lookups is routine (every create looks the name up first): skip the stack capture,
+    // which cost ~10 µs per error.
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(`${code}: ${message}`);
+    Error.stackTraceLimit = limit;
   }
 }
 
@@ -252,18 +257,12 @@ export class Session {
       const ref = blocks[idx];
       if (ref === null || ref === undefined) into.fill(0, pos - offset, pos - offset + n);
       else if (typeof ref === 'number') this.txn!.readAt(ref + inBlock, into, pos - offset, n);
-      else this.readCommittedBlock(ref, inBlock, into, pos - offset, n);
+      else this.store.readBlockRange(ref, inBlock, into, pos - offset, n);
       pos += n;
     }
     return end - offset;
   }
 
-  private readCommittedBlock(hash: Buffer, start: number, into: Buffer, intoOffset: number, length: number): void {
-    const block = this.store.get(hash, ObjectKind.Block);
-    const n = Math.max(0, Math.min(length, block.length - start));
-    block.copy(into, intoOffset, start, start + n);
-    if (n < length) into.fill(0, intoOffset + n, intoOffset + length);
-  }
 
   write(fh: number, data: Buffer, length: number, offset: number): number {
     const node = this.handle(fh);

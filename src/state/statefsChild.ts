@@ -25,7 +25,7 @@ function main(): void {
     process.stderr.write('statefs child: run by hp-node through IPC only\n');
     process.exit(2);
   }
-  const store = ObjectStore.open(args.storeDir, { readOnly: args.readOnly });
+  let store = ObjectStore.open(args.storeDir, { readOnly: args.readOnly });
   const viewRoot = () => (args.root && args.readOnly ? parseHashHex(args.root, 'root') : Buffer.from(store.current.root, 'hex'));
   let session = new Session(store, viewRoot(), { writable: false, timeMs: store.current.timeMs });
   const ops = withOpCounts(makeFuseOps(() => session, process.getuid!(), process.getgid!()));
@@ -63,8 +63,10 @@ function main(): void {
         case 'commit': {
           if (!session.writable || !session.isOpen) throw Object.assign(new Error('no open read-write session to commit'), { code: 'EINVAL' });
           const snapshot = session.commit();
-          session = new Session(store, Buffer.from(snapshot.root, 'hex'), { writable: false, timeMs: snapshot.timeMs });
-          send({ type: 'reply', id: req.id, ok: true, snapshot });
+          const root = Buffer.from(snapshot.root, 'hex');
+          session = new Session(store, root, { writable: false, timeMs: snapshot.timeMs });
+          const hashes = Object.fromEntries((req.hashPaths ?? []).map((p) => [p, store.entryHash(root, p)?.toString('hex') ?? null]));
+          send({ type: 'reply', id: req.id, ok: true, snapshot, hashes });
           const gc = store.maybeGc(); // after the reply: the caller is not kept waiting
           if (gc) process.stderr.write(`statefs: gc rewrote ${gc.packsRewritten} pack(s), freed ${gc.bytesFreed} bytes\n`);
           return;
@@ -77,6 +79,17 @@ function main(): void {
           if (!hadChanges) return reply();
           return void remount().then(reply, (err: Error) => {
             process.stderr.write(`statefs: remount after rollback failed: ${err.message}\n`);
+            exit(4);
+          });
+        }
+        case 'refresh': {
+          // A read-only view of a store another process writes: pick up its newest commit.
+          if (!args.readOnly || args.root) throw Object.assign(new Error('refresh is for read-only views of the current root'), { code: 'EINVAL' });
+          store.close();
+          store = ObjectStore.open(args.storeDir, { readOnly: true });
+          session = new Session(store, Buffer.from(store.current.root, 'hex'), { writable: false, timeMs: store.current.timeMs });
+          return void remount().then(() => send({ type: 'reply', id: req.id, ok: true, snapshot: store.current }), (err: Error) => {
+            process.stderr.write(`statefs: remount after refresh failed: ${err.message}\n`);
             exit(4);
           });
         }

@@ -88,8 +88,16 @@ export class StatefsMount {
     await this.request({ cmd: 'begin', timeMs, quota });
   }
 
-  async commit(): Promise<SnapshotInfo> {
-    const r = await this.request({ cmd: 'commit' });
+  /** Commits the session; `hashPaths` asks for the object hashes of some entries of the new root. */
+  async commit(hashPaths?: string[]): Promise<SnapshotInfo & { hashes: Record<string, string | null> }> {
+    const r = await this.request({ cmd: 'commit', hashPaths });
+    this.root = r.snapshot!.root;
+    return { ...r.snapshot!, hashes: r.hashes ?? {} };
+  }
+
+  /** Read-only views: move to the store's newest committed root (another process commits). */
+  async refresh(): Promise<SnapshotInfo> {
+    const r = await this.request({ cmd: 'refresh' });
     this.root = r.snapshot!.root;
     return r.snapshot!;
   }

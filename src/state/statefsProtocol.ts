@@ -13,12 +13,13 @@ export interface StatefsChildArgs {
 
 export type StatefsRequest =
   | { id: number; cmd: 'begin'; timeMs: number; quota?: Partial<Quota> }
-  | { id: number; cmd: 'commit' }
+  | { id: number; cmd: 'commit'; hashPaths?: string[] }
+  | { id: number; cmd: 'refresh' }
   | { id: number; cmd: 'rollback' }
   | { id: number; cmd: 'gc' }
   | { id: number; cmd: 'close' };
 
 export type StatefsReply =
   | { type: 'ready'; root: string }
-  | { type: 'reply'; id: number; ok: true; snapshot?: SnapshotInfo; result?: unknown }
+  | { type: 'reply'; id: number; ok: true; snapshot?: SnapshotInfo; result?: unknown; hashes?: Record<string, string | null> }
   | { type: 'reply'; id: number; ok: false; error: string; code: string };
