@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs everything hp-node needs on a fresh Debian 12 machine with Node 20 (run as root):
-# FUSE runtime (libfuse2 for fuse-native, fuse3 for fusermount), tools the tests drive, npm deps, build.
+# FUSE runtime (libfuse2 for fuse-native, fuse3 for fusermount), tools the tests drive, gcc for the
+# native contract launcher, npm deps, build (`npm run build` also compiles native/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
-for pkg in libfuse2 fuse3 sqlite3 git; do
+for pkg in libfuse2 fuse3 sqlite3 git gcc libc6-dev; do  # gcc: native/ contract launcher
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

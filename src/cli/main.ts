@@ -1,5 +1,6 @@
 // hp-node command line.
 import { Command } from 'commander';
+import { registerNodeCommands } from './nodeCommands';
 import { registerStateCommands } from './stateCommands';
 
 const pkg = require('../../../package.json') as { version: string };
@@ -8,6 +9,7 @@ export function buildProgram(): Command {
   const program = new Command('hp-node')
     .description('HotPocket-compatible smart-contract node with a Merkle-tracked FUSE state directory')
     .version(pkg.version);
+  registerNodeCommands(program);
   registerStateCommands(program);
   return program;
 }

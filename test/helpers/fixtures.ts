@@ -12,10 +12,35 @@ import { cleanStaleMounts } from '../../src/state/mounts';
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 export const HP_NODE_BIN = path.join(REPO_ROOT, 'bin', 'hp-node');
 
+const cleanups = new WeakMap<TestContext, Array<() => unknown>>();
+
+/**
+ * Runs `fn` when the test ends, last registered first (so a node started in a temp dir is stopped
+ * before the dir goes), whatever the test's outcome.
+ */
+export function deferCleanup(t: TestContext, fn: () => unknown): void {
+  let list = cleanups.get(t);
+  if (!list) {
+    const fns: Array<() => unknown> = [];
+    cleanups.set(t, fns);
+    list = fns;
+    t.after(async () => {
+      for (const f of fns.reverse()) {
+        try {
+          await f();
+        } catch (err) {
+          process.stderr.write(`cleanup failed: ${(err as Error).message}\n`);
+        }
+      }
+    });
+  }
+  list.push(fn);
+}
+
 /** A fresh temp dir removed (after unmounting anything under it) when the test ends. */
 export function tempDir(t: TestContext, prefix = 'hp-test-'): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  t.after(() => {
+  deferCleanup(t, () => {
     cleanStaleMounts(dir);
     fs.rmSync(dir, { recursive: true, force: true });
   });
@@ -42,7 +67,7 @@ export function newStore(t: TestContext, opts: { from?: string; timeMs?: number;
 export async function mountStore(t: TestContext, storeDir: string, opts: { readOnly?: boolean; root?: string } = {}): Promise<StatefsMount> {
   const mountpoint = path.join(tempDir(t, 'hp-mnt-'), 'mnt');
   const mount = await StatefsMount.start({ storeDir, mountpoint, readOnly: !!opts.readOnly, root: opts.root });
-  t.after(async () => {
+  deferCleanup(t, async () => {
     try {
       process.kill(mount.pid, 0);
       await mount.close();

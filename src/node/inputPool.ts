@@ -1,0 +1,105 @@
+// Admission and ordering of user inputs between rounds (pure logic; hotpocket-core.md §3.7).
+//
+// Rules, per user:
+// - nonce > 0; max_ledger_seq_no in (lcl, lcl + max_input_ledger_offset] (offset 0 = no upper cap);
+// - a nonce must be greater than every earlier nonce of that user (pending or in any ledger):
+//   strictly increasing for ever, stricter than HotPocket (which lets a nonce be reused once the
+//   earlier input's max_ledger has passed), so no old signed input can ever be replayed;
+// - an input already in a ledger is refused for ever (replay index built from the ledger);
+// - each user's pending bytes per round are bounded (round_inputs_overflow).
+// Ledger order: by nonce (big-endian u64), then by input hash, as HotPocket orders them.
+
+import type { RejectReason } from '../users/nodeApi';
+export type { RejectReason };
+
+export interface PendingInput {
+  user: Buffer; // 33-byte public key
+  userHex: string;
+  hash: Buffer; // blake3(sig)
+  hashHex: string;
+  nonce: bigint;
+  maxLedgerSeqNo: number;
+  blob: Buffer; // the input bytes the contract receives
+  container: Buffer; // exact signed bytes
+  sig: Buffer;
+  protocol: 'json' | 'bson';
+}
+
+interface NonceEntry {
+  nonce: bigint;
+  maxLedgerSeqNo: number;
+}
+
+export interface InputPoolLimits {
+  maxInputLedgerOffset: number;
+  userInputBytesPerRound: number; // 0 = unlimited
+  maxPendingInputs: number; // across all users; a bound on memory
+}
+
+export class InputPool {
+  private readonly pending = new Map<string, PendingInput>();
+  private readonly lastNonce = new Map<string, NonceEntry>();
+  private readonly pendingBytes = new Map<string, number>();
+
+  constructor(private readonly limits: InputPoolLimits, private readonly inLedger: (hashHex: string) => boolean) {}
+
+  get size(): number {
+    return this.pending.size;
+  }
+
+  /** Records an input found in a closed ledger (startup replay of recent ledgers, or sync). */
+  noteLedgerInput(userHex: string, nonce: bigint, maxLedgerSeqNo: number): void {
+    const prev = this.lastNonce.get(userHex);
+    if (!prev || nonce > prev.nonce) this.lastNonce.set(userHex, { nonce, maxLedgerSeqNo });
+  }
+
+  /** Admits an input that arrived at this node, or says why not. */
+  admit(input: PendingInput, lclSeqNo: number): { ok: true } | { ok: false; reason: RejectReason } {
+    if (input.nonce <= 0n) return { ok: false, reason: 'bad_msg_format' };
+    if (input.maxLedgerSeqNo <= lclSeqNo) return { ok: false, reason: 'max_ledger_expired' };
+    if (this.limits.maxInputLedgerOffset > 0 && input.maxLedgerSeqNo > lclSeqNo + this.limits.maxInputLedgerOffset) {
+      return { ok: false, reason: 'max_ledger_offset_exceeded' };
+    }
+    if (this.pending.has(input.hashHex) || this.inLedger(input.hashHex)) return { ok: false, reason: 'already_submitted' };
+    const prev = this.lastNonce.get(input.userHex);
+    if (prev && input.nonce <= prev.nonce) return { ok: false, reason: 'nonce_expired' };
+    const bytes = (this.pendingBytes.get(input.userHex) ?? 0) + input.blob.length;
+    if (this.limits.userInputBytesPerRound > 0 && bytes > this.limits.userInputBytesPerRound) return { ok: false, reason: 'round_inputs_overflow' };
+    if (this.pending.size >= this.limits.maxPendingInputs) return { ok: false, reason: 'round_inputs_overflow' };
+    this.pending.set(input.hashHex, input);
+    this.pendingBytes.set(input.userHex, bytes);
+    this.lastNonce.set(input.userHex, { nonce: input.nonce, maxLedgerSeqNo: input.maxLedgerSeqNo });
+    return { ok: true };
+  }
+
+  /** Removes and returns inputs whose max_ledger has passed once ledger `lclSeqNo` is closed. */
+  expire(lclSeqNo: number): PendingInput[] {
+    const out: PendingInput[] = [];
+    for (const [hex, input] of this.pending) {
+      if (input.maxLedgerSeqNo <= lclSeqNo) {
+        this.remove(hex, input);
+        out.push(input);
+      }
+    }
+    return out;
+  }
+
+  /** Takes every pending input valid for ledger `seqNo`, in ledger order. */
+  takeForLedger(seqNo: number): PendingInput[] {
+    const chosen = [...this.pending.values()].filter((i) => i.maxLedgerSeqNo >= seqNo).sort(compareInputs);
+    for (const i of chosen) this.remove(i.hashHex, i);
+    return chosen;
+  }
+
+  private remove(hex: string, input: PendingInput): void {
+    this.pending.delete(hex);
+    const left = (this.pendingBytes.get(input.userHex) ?? 0) - input.blob.length;
+    if (left > 0) this.pendingBytes.set(input.userHex, left);
+    else this.pendingBytes.delete(input.userHex);
+  }
+}
+
+export function compareInputs(a: PendingInput, b: PendingInput): number {
+  if (a.nonce !== b.nonce) return a.nonce < b.nonce ? -1 : 1;
+  return Buffer.compare(a.hash, b.hash);
+}

@@ -1,0 +1,114 @@
+// One node end to end: the echo contract written with the unmodified hotpocket-nodejs-contract,
+// driven over wss:// by the unmodified hotpocket-js-client, in JSON and BSON.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { createNode } from '../src/node/nodeDir';
+import { startNode, RunningNode } from '../src/node/runNode';
+import { deferCleanup, REPO_ROOT, tempDir } from './helpers/fixtures';
+
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const HotPocket = require('hotpocket-js-client');
+HotPocket.setLogLevel(1);
+
+const ECHO = path.join(REPO_ROOT, 'examples', 'echo', 'contract');
+
+async function echoNode(t: import('node:test').TestContext, opts: { roundtimeMs?: number } = {}): Promise<{ running: RunningNode; dir: string; pubkey: string }> {
+  const dir = path.join(tempDir(t, 'hp-node-'), 'node');
+  const created = await createNode(dir, {
+    contractDir: ECHO,
+    contractEnv: { NODE_PATH: path.join(REPO_ROOT, 'node_modules') },
+    userPort: 0,
+    roundtimeMs: opts.roundtimeMs ?? 200,
+  });
+  const running = await startNode(dir, { logLevel: 'warn' });
+  deferCleanup(t, () => running.stop());
+  return { running, dir, pubkey: created.keys.publicKey.toString('hex') };
+}
+
+async function connect(t: import('node:test').TestContext, url: string, protocol: 'json' | 'bson', trusted: string[]) {
+  const keys = await HotPocket.generateKeys();
+  const client = await HotPocket.createClient([url], keys, { protocol: HotPocket.protocols[protocol], trustedServerKeys: trusted });
+  deferCleanup(t, () => client.close());
+  assert.equal(await client.connect(), true, `client could not connect to ${url}`);
+  return client;
+}
+
+function nextOutput(client: any, timeoutMs = 10_000): Promise<{ ledgerSeqNo: number; outputs: unknown[] }> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no contract output within timeout')), timeoutMs);
+    client.on(HotPocket.events.contractOutput, (r: { ledgerSeqNo: number; outputs: unknown[] }) => {
+      clearTimeout(timer);
+      resolve(r);
+    });
+  });
+}
+
+for (const protocol of ['json', 'bson'] as const) {
+  test(`echo over wss:// with the official client (${protocol}), outputs verified against the node key`, async (t) => {
+    const { running, pubkey } = await echoNode(t);
+    const client = await connect(t, running.userUrl, protocol, [pubkey]);
+
+    const status = await client.getStatus();
+    assert.equal(status.hpVersion.startsWith('0.6.'), true);
+    assert.deepEqual(status.currentUnl.map((k: unknown) => (typeof k === 'string' ? k : Buffer.from(k as Uint8Array).toString('hex'))), [pubkey]);
+    const lcl0 = await client.getLcl();
+    assert.equal(typeof lcl0.ledgerSeqNo, 'number');
+
+    const out = nextOutput(client);
+    const payload = protocol === 'json' ? 'hello' : Buffer.from('hello');
+    const sub = await client.submitContractInput(payload);
+    const st = await sub.submissionStatus;
+    assert.equal(st.status, 'accepted', JSON.stringify(st));
+    const o = await out;
+    const text = o.outputs.map((x) => (Buffer.isBuffer(x) || x instanceof Uint8Array ? Buffer.from(x as Uint8Array).toString() : String(x)));
+    assert.deepEqual(text, ['Echoing: hello']);
+    assert.equal(o.ledgerSeqNo, st.ledgerSeqNo + 1, 'outputs come with the ledger after the one holding the input');
+
+    const ledger = await client.getLedgerBySeqNo(st.ledgerSeqNo, true, false);
+    assert.equal(ledger.seqNo, st.ledgerSeqNo);
+    assert.equal(ledger.inputs.length, 1);
+    const withOutputs = await client.getLedgerBySeqNo(o.ledgerSeqNo, false, true);
+    assert.equal(withOutputs.outputs.length, 1);
+
+    const read = await client.submitContractReadRequest(protocol === 'json' ? 'count' : Buffer.from('count'));
+    const readText = Buffer.isBuffer(read) || read instanceof Uint8Array ? Buffer.from(read).toString() : String(read);
+    assert.match(readText, /count: 1/);
+  });
+}
+
+test('the ledger chain survives a restart; a replayed input is refused', async (t) => {
+  const dir = path.join(tempDir(t, 'hp-node-'), 'node');
+  const created = await createNode(dir, { contractDir: ECHO, contractEnv: { NODE_PATH: path.join(REPO_ROOT, 'node_modules') }, userPort: 0, roundtimeMs: 200 });
+  let running = await startNode(dir, { logLevel: 'warn' });
+  const first = running;
+  deferCleanup(t, () => first.stop());
+  const keys = await HotPocket.generateKeys();
+  let client = await HotPocket.createClient([running.userUrl], keys, { trustedServerKeys: [created.keys.publicKey.toString('hex')] });
+  const firstClient = client;
+  deferCleanup(t, () => firstClient.close());
+  assert.equal(await client.connect(), true);
+  const sub = await client.submitContractInput('first', 1000, 5, true);
+  const st = await sub.submissionStatus;
+  assert.equal(st.status, 'accepted');
+  await client.close();
+  const before = running.node.lcl();
+  await running.stop();
+
+  running = await startNode(dir, { logLevel: 'warn' });
+  deferCleanup(t, () => running.stop());
+  assert.ok(running.node.lcl().seqNo >= before.seqNo);
+  assert.ok(running.node.ledgerRecord(before.seqNo)!.hash.equals(before.hash));
+  client = await HotPocket.createClient([running.userUrl], keys, {});
+  deferCleanup(t, () => client.close());
+  assert.equal(await client.connect(), true);
+  // Same nonce again from the same user: refused, whether or not its max ledger passed.
+  const again = await client.submitContractInput('first', 1000, 5, true);
+  const st2 = await again.submissionStatus;
+  assert.equal(st2.status, 'rejected');
+  assert.ok(['nonce_expired', 'already_submitted'].includes(st2.reason), st2.reason);
+  const fresh = await client.submitContractInput('second', 2000, 5, true);
+  assert.equal((await fresh.submissionStatus).status, 'accepted');
+  assert.equal(fs.statSync(path.join(dir, 'keys.json')).mode & 0o777, 0o600);
+});
