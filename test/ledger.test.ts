@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Blake3Hasher } from '@napi-rs/blake-hash';
+import { Blake3Hasher } from '@napi-rs/blake-hash-linux-x64-gnu';
 import { hash } from '../src/crypto/hash';
 import { encodeRecord } from '../src/ledger/ledgerCodec';
 import {

@@ -1,6 +1,8 @@
 // BLAKE3-256 through @napi-rs/blake-hash: measured 4.8 GB/s on 64 KiB one-shot calls here, ~3x the
 // `blake3` package per small block, and it installs from npm without a compiler (docs/ARCHITECTURE.md).
-import { blake3 } from '@napi-rs/blake-hash';
+// The platform package is required directly: the umbrella @napi-rs/blake-hash lists optional
+// builds for platforms the registry does not serve, which breaks `npm ci` (docs/ARCHITECTURE.md).
+import { blake3 } from '@napi-rs/blake-hash-linux-x64-gnu';
 
 export const HASH_BYTES = 32;
 

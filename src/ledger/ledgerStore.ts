@@ -12,7 +12,7 @@
 // torn last frame, which open() truncates away with one warning. Damage followed by valid records
 // is not a torn write, and open() refuses rather than silently dropping committed ledgers.
 // Genesis (seq 0) is implicit and never written.
-import { Blake3Hasher } from '@napi-rs/blake-hash';
+import { Blake3Hasher } from '@napi-rs/blake-hash-linux-x64-gnu';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
