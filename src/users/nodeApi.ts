@@ -3,6 +3,8 @@
 // pushes statuses, outputs and ledger events back through `on`. Keeping the boundary this narrow
 // lets the server be tested against a small in-memory model and lets the node change freely.
 
+import type { LedgerHeader } from '../ledger/ledgerHash';
+
 /** contract_input_status reasons of the HotPocket 0.6 user protocol (hpcore usrmsg_common.hpp). */
 export type RejectReason =
   | 'bad_msg_format'
@@ -34,18 +36,8 @@ export interface NodeStatus {
   peers: string[]; // "ip:port"; the server sends at most 100
 }
 
-/** A ledger header as users see it (ledger_event, ledger_query_result). */
-export interface LedgerRecord {
-  seqNo: number;
-  timestampMs: number;
-  hash: Buffer;
-  prevHash: Buffer;
-  stateHash: Buffer;
-  configHash: Buffer;
-  userHash: Buffer;
-  inputHash: Buffer;
-  outputHash: Buffer;
-}
+/** A ledger header as users see it (ledger_event, ledger_query_result): the header and its hash. */
+export type LedgerRecord = LedgerHeader & { hash: Buffer };
 
 export interface LedgerInputRecord {
   pubkey: Buffer; // 33 bytes
