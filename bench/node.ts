@@ -251,6 +251,7 @@ class RawUser {
     this.ws = new WebSocket(url, { rejectUnauthorized: false, perMessageDeflate: false });
     sockets.add(this.ws);
     this.ws.on('close', () => sockets.delete(this.ws));
+    this.ws.on('error', () => undefined); // followed by 'close'; an unhandled one would crash us
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`client ${this.id}: handshake timeout`)), 15_000);
       this.ws.once('error', (err) => reject(new Error(`client ${this.id}: ${err.message}`)));
@@ -472,6 +473,7 @@ async function echoBaseline(url: string): Promise<{ rttMs: number[]; msgsPerS: n
       const ws = new WebSocket(url, { rejectUnauthorized: false, perMessageDeflate: false });
       sockets.add(ws);
       ws.on('close', () => sockets.delete(ws));
+      ws.on('error', () => undefined);
       ws.once('open', () => resolve(ws));
       ws.once('error', reject);
     });
@@ -522,8 +524,11 @@ const fmtMs = (x: number) => (Number.isNaN(x) ? '—' : x >= 100 ? `${x.toFixed(
 const fmtRate = (x: number) => `${Math.round(x).toLocaleString('en-US')}/s`;
 const fmtRejects = (m: Map<string, number>) => (m.size ? [...m].map(([r, n]) => `${r} ${n}`).join(', ') : 'none');
 
-function roundSplit(rounds: RoundTimings[], key: keyof RoundTimings | 'overhead'): { med: number; p95: number } {
-  const xs = rounds.map((r) => (key === 'overhead' ? r.totalMs - r.execMs : (r[key] as number)));
+type SplitKey = keyof RoundTimings | 'overhead' | 'other';
+function roundSplit(rounds: RoundTimings[], key: SplitKey): { med: number; p95: number } {
+  const xs = rounds.map((r) =>
+    key === 'overhead' ? r.totalMs - r.execMs : key === 'other' ? r.totalMs - r.ledgerMs - r.spawnMs - r.execMs - r.commitMs : (r[key] as number),
+  );
   return { med: p50(xs), p95: quantile(xs, 0.95) };
 }
 
@@ -618,11 +623,12 @@ async function main(): Promise<void> {
     `${fmtMs(p50(load.outputLatMs))} / ${fmtMs(quantile(load.outputLatMs, 0.99))} = ${(p50(load.outputLatMs) / rt).toFixed(1)} / ${(quantile(load.outputLatMs, 0.99) / rt).toFixed(1)} rounds`,
     '—', '—', '(info)', '',
   ]);
-  const splitRows: Array<[string, keyof RoundTimings | 'overhead', string, number | undefined]> = [
+  const splitRows: Array<[string, SplitKey, string, number | undefined]> = [
     ['ledger close', 'ledgerMs', '—', undefined],
     ['spawn (launcher → contract exec)', 'spawnMs', `/bin/true spawn+exit ${fmtMs(p50(spawnBase.trueMs))}`, p50(spawnBase.trueMs)],
     ['execute (contract process lifetime)', 'execMs', `node -e '' spawn+exit ${fmtMs(p50(spawnBase.nodeMs))}`, p50(spawnBase.nodeMs)],
     ['commit (state + round result)', 'commitMs', '—', undefined],
+    ['other (status/output fan-out, state begin, inputs file)', 'other', '—', undefined],
     ['round total', 'totalMs', `roundtime ${rt} ms`, rt],
     ['overhead = total − execute', 'overhead', '—', undefined],
   ];
