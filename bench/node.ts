@@ -39,6 +39,9 @@ const QUICK = process.argv.includes('--quick');
 const argValue = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 const REPO_ROOT = path.resolve(__dirname, '..', '..');
 const ECHO_CONTRACT = path.join(REPO_ROOT, 'examples', 'echo', 'contract');
+// The environment the node gives the contract (config contract.environment and nothing else): an
+// inherited NODE_EXTRA_CA_CERTS, say, would add tens of ms to every node start-up.
+const CONTRACT_ENV = { NODE_PATH: path.join(REPO_ROOT, 'node_modules') };
 
 const CFG = {
   roundtimeMs: 200,
@@ -177,13 +180,22 @@ function treeCpuSeconds(pid: number): number {
   return total;
 }
 
+function rssMiB(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
 // ---- node directories ---------------------------------------------------------------------------
 
 async function makeNodeDir(name: string, roundtimeMs: number): Promise<string> {
   const dir = path.join(tmpRoot, name);
   const created = await createNode(dir, {
     contractDir: ECHO_CONTRACT,
-    contractEnv: { NODE_PATH: path.join(REPO_ROOT, 'node_modules') },
+    contractEnv: CONTRACT_ENV,
     userPort: 0,
     roundtimeMs,
   });
@@ -199,7 +211,7 @@ async function makeNodeDir(name: string, roundtimeMs: number): Promise<string> {
 function spawnOnce(cmd: string, args: string[]): Promise<number> {
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
-    const c = spawn(cmd, args, { stdio: 'ignore' });
+    const c = spawn(cmd, args, { stdio: 'ignore', env: CONTRACT_ENV, cwd: '/' });
     c.once('error', reject);
     c.once('exit', () => resolve(performance.now() - t0));
   });
@@ -225,9 +237,11 @@ interface LoadStats {
   rejected: Map<string, number>;
   outputs: number;
   badOutputs: number;
-  statusLatMs: number[]; // submit -> contract_input_status accepted, counted inputs only
   outputLatMs: number[]; // submit -> contract_output holding its echo, counted inputs only
   lcl: number;
+  acceptedByLedger: Map<number, number>; // ledger seq -> inputs accepted into it (all, not only counted)
+  outputsByLedger: Map<number, number>; // ledger seq -> outputs delivered with it
+  ledgerAt: Map<number, number>; // ledger seq -> when client 0 heard ledger_created
 }
 
 /**
@@ -298,13 +312,17 @@ class RawUser {
           if (m.status === 'accepted') st.accepted++;
           else st.rejected.set(m.reason, (st.rejected.get(m.reason) ?? 0) + 1);
         }
-        if (m.status === 'accepted' && typeof m.ledger_seq_no === 'number') st.lcl = Math.max(st.lcl, m.ledger_seq_no);
+        if (m.status === 'accepted' && typeof m.ledger_seq_no === 'number') {
+          st.lcl = Math.max(st.lcl, m.ledger_seq_no);
+          st.acceptedByLedger.set(m.ledger_seq_no, (st.acceptedByLedger.get(m.ledger_seq_no) ?? 0) + 1);
+        }
         this.onStatus();
         break;
       }
       case 'contract_output': {
         const now = performance.now();
         if (st.counting) st.outputs += m.outputs.length;
+        st.outputsByLedger.set(m.ledger_seq_no, (st.outputsByLedger.get(m.ledger_seq_no) ?? 0) + m.outputs.length);
         for (const o of m.outputs as unknown[]) {
           const mm = typeof o === 'string' ? /^Echoing: u\d+-(\d+)$/.exec(o) : null;
           if (!mm) {
@@ -319,7 +337,10 @@ class RawUser {
         break;
       }
       case 'ledger_event':
-        if (m.event === 'ledger_created') st.lcl = Math.max(st.lcl, m.ledger.seq_no);
+        if (m.event === 'ledger_created') {
+          st.lcl = Math.max(st.lcl, m.ledger.seq_no);
+          st.ledgerAt.set(m.ledger.seq_no, performance.now());
+        }
         break;
       case 'lcl_response':
         st.lcl = Math.max(st.lcl, m.ledger_seq_no);
@@ -345,8 +366,10 @@ class RawUser {
 
 interface LoadResult {
   seconds: number;
-  accepted: number;
+  accepted: number; // statuses received inside the window
   outputs: number;
+  /** Per ledger: inputs accepted into (and outputs delivered with) the ledgers closed in the window. */
+  ledgers: { from: number; to: number; spanS: number; accepted: number; outputs: number } | null;
   badOutputs: number;
   rejected: Map<string, number>;
   outputLatMs: number[];
@@ -357,7 +380,10 @@ interface LoadResult {
 }
 
 async function throughput(node: Runner): Promise<LoadResult> {
-  const stats: LoadStats = { counting: false, accepted: 0, rejected: new Map(), outputs: 0, badOutputs: 0, statusLatMs: [], outputLatMs: [], lcl: 0 };
+  const stats: LoadStats = {
+    counting: false, accepted: 0, rejected: new Map(), outputs: 0, badOutputs: 0, outputLatMs: [], lcl: 0,
+    acceptedByLedger: new Map(), outputsByLedger: new Map(), ledgerAt: new Map(),
+  };
   const users = Array.from({ length: CFG.loadClients }, (_, i) => new RawUser(i, stats));
   log(`throughput: connecting ${users.length} raw clients`);
   await Promise.all(users.map((u, i) => u.connect(node.url, i === 0)));
@@ -389,8 +415,25 @@ async function throughput(node: Runner): Promise<LoadResult> {
   const b = process.cpuUsage(bench0);
   const roundsTo = node.rounds.length;
   running = false;
+  const t1 = performance.now();
+  await sleep(500); // statuses and outputs of the last ledger in the window are on their way
+  // Steady-state rate from whole ledgers: those closed inside the window, first one excluded (its
+  // inputs arrived before it), over the time between the first and the last close.
+  const closed = [...stats.ledgerAt].filter(([, at]) => at >= t0 && at <= t1).sort((a, b) => a[0] - b[0]);
+  let ledgers: LoadResult['ledgers'] = null;
+  if (closed.length >= 2) {
+    const [from, fromAt] = closed[0];
+    const [to, toAt] = closed[closed.length - 1];
+    let accepted = 0;
+    let outputs = 0;
+    for (let l = from + 1; l <= to; l++) {
+      accepted += stats.acceptedByLedger.get(l) ?? 0;
+      outputs += stats.outputsByLedger.get(l) ?? 0;
+    }
+    ledgers = { from, to, spanS: (toAt - fromAt) / 1000, accepted, outputs };
+  }
   const result: LoadResult = {
-    seconds, accepted: stats.accepted, outputs: stats.outputs, badOutputs: stats.badOutputs, rejected: new Map(stats.rejected),
+    seconds, ledgers, accepted: stats.accepted, outputs: stats.outputs, badOutputs: stats.badOutputs, rejected: new Map(stats.rejected),
     outputLatMs: [...stats.outputLatMs], nodeCpuS, benchCpuS: (b.user + b.system) / 1e6, roundsFrom, roundsTo,
   };
   // Drain: let what is in flight finish so the node stops cleanly without a backlog.
@@ -518,6 +561,15 @@ async function echoBaseline(url: string): Promise<{ rttMs: number[]; msgsPerS: n
   return { rttMs, msgsPerS };
 }
 
+/** Accepted inputs and outputs per second: from whole ledgers when the window saw at least two close. */
+function loadRates(load: LoadResult): { accepted: number; outputs: number; basis: string } {
+  const l = load.ledgers;
+  if (l && l.spanS > 0) {
+    return { accepted: l.accepted / l.spanS, outputs: l.outputs / l.spanS, basis: `ledgers ${l.from + 1}-${l.to} over ${l.spanS.toFixed(1)} s` };
+  }
+  return { accepted: load.accepted / load.seconds, outputs: load.outputs / load.seconds, basis: `statuses in ${load.seconds.toFixed(1)} s` };
+}
+
 // ---- the table ----------------------------------------------------------------------------------
 
 const fmtMs = (x: number) => (Number.isNaN(x) ? '—' : x >= 100 ? `${x.toFixed(0)} ms` : x >= 10 ? `${x.toFixed(1)} ms` : `${x.toFixed(2)} ms`);
@@ -568,15 +620,21 @@ async function main(): Promise<void> {
   const node = await startRunner('node', dir200, execArgv);
   log(`node (roundtime ${rt} ms) at ${node.url}, pid ${node.child.pid}${execArgv.length ? `, CPU profile to ${CFG.cpuProfDir}` : ''}`);
   await sleep(3 * rt); // a few empty rounds first
+  const idleRoundsWanted = QUICK ? 10 : 30; // empty rounds: the node's fixed cost per round
+  const idleFrom = node.rounds.length;
+  await sleep(idleRoundsWanted * rt);
+  const idleTo = node.rounds.length;
+  const rssFresh = rssMiB(node.child.pid!);
   log(`latency: ${CFG.latencyClients} official clients x ${CFG.latencyPerClient} sequential inputs`);
   const lat = await latency(node, CFG.latencyPerClient, rt);
   log(`latency: p50 ${fmtMs(p50(lat.ms))} p99 ${fmtMs(quantile(lat.ms, 0.99))} over ${lat.ms.length} inputs`);
   const load = await throughput(node);
-  log(`throughput: ${fmtRate(load.accepted / load.seconds)} accepted, ${fmtRate(load.outputs / load.seconds)} outputs; rejects: ${fmtRejects(load.rejected)}`);
+  log(`throughput: ${fmtRate(loadRates(load).accepted)} accepted, ${fmtRate(loadRates(load).outputs)} outputs; rejects: ${fmtRejects(load.rejected)}`);
   await sleep(2 * rt);
-  const idleFrom = node.rounds.length;
-  await sleep(QUICK ? 2 * rt * 5 : 2 * rt * 15); // empty rounds: the node's fixed cost per round
-  const idleTo = node.rounds.length;
+  const afterFrom = node.rounds.length;
+  await sleep(idleRoundsWanted * rt); // empty rounds again: does the node keep what the load left?
+  const afterTo = node.rounds.length;
+  const rssAfter = rssMiB(node.child.pid!);
   await stopRunner(node);
   log('node (200 ms) stopped');
 
@@ -592,6 +650,7 @@ async function main(): Promise<void> {
   const latRounds = node.rounds.slice(lat.roundsFrom, lat.roundsTo);
   const loadRounds = node.rounds.slice(load.roundsFrom, load.roundsTo);
   const idleRounds = node.rounds.slice(idleFrom, idleTo);
+  const afterRounds = node.rounds.slice(afterFrom, afterTo);
   const body: string[][] = [];
   const rttP50 = p50(echoRes.rttMs);
   const rttP99 = quantile(echoRes.rttMs, 0.99);
@@ -608,16 +667,17 @@ async function main(): Promise<void> {
       rounds <= maxRounds ? 'yes' : 'NO',
     ]);
   }
-  const acceptedRate = load.accepted / load.seconds;
+  const rates = loadRates(load);
+  const acceptedRate = rates.accepted;
   body.push([
-    `accepted signed inputs/s (${CFG.loadClients} clients x ${CFG.window} in flight, ${load.seconds.toFixed(0)} s)`,
+    `accepted signed inputs/s (${CFG.loadClients} clients x ${CFG.window} in flight, ${rates.basis})`,
     fmtRate(acceptedRate),
     `generator ceiling via bare wss echo: ${fmtRate(echoRes.msgsPerS)}`,
     `${(acceptedRate / echoRes.msgsPerS).toPrecision(3)}x ceiling`,
     '≥ 2,000/s',
     acceptedRate >= 2000 ? 'yes' : 'NO',
   ]);
-  body.push([`outputs received/s (same run)`, fmtRate(load.outputs / load.seconds), '—', `${(load.outputs / Math.max(1, load.accepted)).toPrecision(3)} per accepted`, '(info)', '']);
+  body.push([`outputs received/s (same run, same ledgers)`, fmtRate(rates.outputs), '—', `${(rates.outputs / Math.max(1, rates.accepted)).toPrecision(3)} per accepted`, '(info)', '']);
   body.push([
     `input→output latency under that load, p50 / p99`,
     `${fmtMs(p50(load.outputLatMs))} / ${fmtMs(quantile(load.outputLatMs, 0.99))} = ${(p50(load.outputLatMs) / rt).toFixed(1)} / ${(quantile(load.outputLatMs, 0.99) / rt).toFixed(1)} rounds`,
@@ -625,14 +685,14 @@ async function main(): Promise<void> {
   ]);
   const splitRows: Array<[string, SplitKey, string, number | undefined]> = [
     ['ledger close', 'ledgerMs', '—', undefined],
-    ['spawn (launcher → contract exec)', 'spawnMs', `/bin/true spawn+exit ${fmtMs(p50(spawnBase.trueMs))}`, p50(spawnBase.trueMs)],
+    ['spawn (inputs file, launcher → contract exec)', 'spawnMs', `/bin/true spawn+exit ${fmtMs(p50(spawnBase.trueMs))}`, p50(spawnBase.trueMs)],
     ['execute (contract process lifetime)', 'execMs', `node -e '' spawn+exit ${fmtMs(p50(spawnBase.nodeMs))}`, p50(spawnBase.nodeMs)],
     ['commit (state + round result)', 'commitMs', '—', undefined],
-    ['other (status/output fan-out, state begin, inputs file)', 'other', '—', undefined],
+    ['other (status/output fan-out, state begin)', 'other', '—', undefined],
     ['round total', 'totalMs', `roundtime ${rt} ms`, rt],
     ['overhead = total − execute', 'overhead', '—', undefined],
   ];
-  for (const [phase, rounds] of [['idle', idleRounds], ['latency phase', latRounds], ['under load', loadRounds]] as const) {
+  for (const [phase, rounds] of [['empty rounds', idleRounds], ['latency phase', latRounds], ['under load', loadRounds]] as const) {
     const avgInputs = rounds.reduce((a, r) => a + r.inputs, 0) / Math.max(1, rounds.length);
     for (const [what, key, baseText, base] of splitRows) {
       const s = roundSplit(rounds, key);
@@ -659,10 +719,16 @@ async function main(): Promise<void> {
     `Throughput = contract_input_status "accepted" per second over ${load.seconds.toFixed(1)} s after ${CFG.loadWarmupS} s warm-up, from ${CFG.loadClients} raw ` +
       `ws clients (same handshake, JSON protocol, sodium-native signatures; a status arrives when the ledger holding the input closes). ` +
       `"generator ceiling" = the same clients, window and signing against a bare wss echo server: what this process can push at all.`,
-    `Per-round cells: median / p95 of HpNode's 'round' event. spawn = launcher start → contract exec; execute = contract exec → exit ` +
-      `(includes node's own start-up, compare node -e ''); overhead = total − execute, the node's own cost per round.`,
+    `Per-round cells: median / p95 of HpNode's 'round' event. spawn = inputs file + launcher start → contract exec; execute = contract exec → exit ` +
+      `(includes node's own start-up, compare node -e ''); other = total − the four parts (input statuses, outputs and ledger_created to users, ` +
+      `state session begin); overhead = total − execute, the node's own cost per round. Under load each round holds at most clients × window inputs.`,
   ];
+  const after = { spawn: roundSplit(afterRounds, 'spawnMs'), overhead: roundSplit(afterRounds, 'overhead') };
   const notes = [
+    `empty rounds after the load (${afterRounds.length}): overhead ${fmtMs(after.overhead.med)} / p95 ${fmtMs(after.overhead.p95)}, ` +
+      `spawn ${fmtMs(after.spawn.med)} / p95 ${fmtMs(after.spawn.p95)}; node process RSS ${rssFresh.toFixed(0)} MiB before the load, ${rssAfter.toFixed(0)} MiB after`,
+    `statuses received inside the ${load.seconds.toFixed(1)} s window: ${load.accepted} accepted (${fmtRate(load.accepted / load.seconds)}), ${load.outputs} outputs (${fmtRate(load.outputs / load.seconds)}); ` +
+      `the table counts whole ledgers instead, since statuses arrive in one burst per ledger`,
     `rejected inputs under load: ${fmtRejects(load.rejected)}; in the latency runs: ${fmtRejects(lat.rejected)} (200 ms), ${fmtRejects(lat1000.rejected)} (1000 ms)`,
     `outputs that were not "Echoing: u<client>-<nonce>": ${load.badOutputs}`,
     `rounds closed under load: ${roundsPerS.toFixed(2)}/s (nominal ${(1000 / rt).toFixed(0)}/s), ${(acceptedRate / Math.max(roundsPerS, 1e-9)).toFixed(0)} inputs per round`,
