@@ -59,6 +59,12 @@ test('hp-node new writes 0600 keys and a valid config; run refuses a broken conf
   assert.match(run.stderr, /contract\.consensus\.threshold: expected an integer in 51\.\.100/);
   assert.match(run.stderr, /user\.port: expected an integer/);
 
+  const twoNodes = { ...cfg, contract: { ...cfg.contract, unl: [...cfg.contract.unl, KEY], consensus: { roundtime: 300, threshold: 80 } }, user: { ...cfg.user, port: 18555 } };
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(twoNodes));
+  const multi = await hpNode(['run', dir], { timeoutMs: 20_000 });
+  assert.equal(multi.code, 1);
+  assert.match(multi.stderr, /single-node UNLs only/);
+
   fs.chmodSync(path.join(dir, 'keys.json'), 0o644);
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...cfg, contract: { ...cfg.contract, consensus: { roundtime: 300, threshold: 80 } }, user: { ...cfg.user, port: 18555 } }));
   const loose = await hpNode(['run', dir], { timeoutMs: 20_000 });
