@@ -59,8 +59,6 @@ export class HpNode extends EventEmitter {
   private stopping = false;
   private readsRunning = 0;
   private readonly readQueue: Array<() => void> = [];
-  /** Users connected to this node right now (the user server keeps this up to date). */
-  readonly connectedUsers = new Set<string>();
 
   constructor(readonly paths: NodePaths, readonly config: NodeConfig, readonly keys: KeyPair, private readonly log: Logger) {
     super();
@@ -184,7 +182,9 @@ export class HpNode extends EventEmitter {
     }
     const inputs = this.pool.takeForLedger(seqNo);
     const result = this.pendingResult;
-    const users = new Set<string>([...inputs.map((i) => i.userHex), ...this.connectedUsers]);
+    // The contract sees the users with inputs in this ledger (HotPocket also lists idle connected
+    // users; that needs the cluster's user-presence proofs to be deterministic).
+    const users = new Set<string>(inputs.map((i) => i.userHex));
     const sortedUsers = [...users].sort().map((h) => Buffer.from(h, 'hex'));
     const ledgerInputs: LedgerInput[] = inputs.map((i) => ({ pubkey: i.user, hash: i.hash, nonce: i.nonce, blob: i.blob, container: i.container, sig: i.sig, protocol: i.protocol }));
     const outputs = (result?.users ?? []).map((u) => ({ pubkey: u.user, hash: u.hash, blobs: u.outputs }));
