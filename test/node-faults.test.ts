@@ -135,10 +135,11 @@ test('hp-node run: SIGTERM stops cleanly (exit 0, unmounted); kill -9 mid-round 
     const child = spawn(process.execPath, [HP_NODE_BIN, 'run', dir], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     deferCleanup(t, () => { try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ } });
     let out = '';
+    let err = '';
     child.stdout!.on('data', (d) => (out += d));
-    child.stderr!.on('data', () => undefined);
+    child.stderr!.on('data', (d) => (err = (err + d).slice(-4000)));
     const url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`node did not start: ${out}`)), 20_000);
+      const timer = setTimeout(() => reject(new Error(`node did not start: ${out}\n${err}`)), 20_000);
       child.stdout!.on('data', () => {
         const m = /users at (\S+)/.exec(out);
         if (m) { clearTimeout(timer); resolve(m[1]); }

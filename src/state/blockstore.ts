@@ -63,6 +63,8 @@ export class StoreError extends Error {
 
 export interface OpenOptions {
   readOnly?: boolean;
+  /** How long a writer waits for a live previous writer to exit (ms). */
+  lockWaitMs?: number;
 }
 
 export class ObjectStore {
@@ -123,7 +125,7 @@ export class ObjectStore {
     const head = readHead(dir);
     const store = new ObjectStore(dir, head, !!opts.readOnly);
     if (!store.readOnly) {
-      store.acquireLock();
+      store.acquireLock(opts.lockWaitMs ?? 0);
       store.recover();
     }
     store.openFiles();
@@ -469,15 +471,23 @@ export class ObjectStore {
     return path.join(this.dir, 'LOCK');
   }
 
-  private acquireLock(): void {
+  /**
+   * Takes the writer lock. A live holder gets up to `waitMs` to go away first: a statefs child
+   * whose parent was just killed is still unmounting when the restarted node opens the store.
+   */
+  private acquireLock(waitMs = 0): void {
     const lock = this.lockPath();
-    try {
-      const pid = Number(fs.readFileSync(lock, 'utf8').trim());
-      if (pid && pid !== process.pid && processAlive(pid)) {
-        throw new StoreError(`state store ${this.dir} is in use by process ${pid}; stop it first (or open read-only)`, 'EBUSY');
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      let holder = 0;
+      try {
+        holder = Number(fs.readFileSync(lock, 'utf8').trim());
+      } catch { /* no lock file */ }
+      if (!holder || holder === process.pid || !processAlive(holder)) break;
+      if (Date.now() >= deadline) {
+        throw new StoreError(`state store ${this.dir} is in use by process ${holder}; stop it first (or open read-only)`, 'EBUSY');
       }
-    } catch (err) {
-      if (err instanceof StoreError) throw err;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
     }
     fs.writeFileSync(lock, `${process.pid}\n`);
   }

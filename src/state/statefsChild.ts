@@ -25,7 +25,7 @@ function main(): void {
     process.stderr.write('statefs child: run by hp-node through IPC only\n');
     process.exit(2);
   }
-  let store = ObjectStore.open(args.storeDir, { readOnly: args.readOnly });
+  let store = ObjectStore.open(args.storeDir, { readOnly: args.readOnly, lockWaitMs: 10_000 });
   const viewRoot = () => (args.root && args.readOnly ? parseHashHex(args.root, 'root') : Buffer.from(store.current.root, 'hex'));
   let session = new Session(store, viewRoot(), { writable: false, timeMs: store.current.timeMs });
   const ops = withOpCounts(makeFuseOps(() => session, process.getuid!(), process.getgid!()));
@@ -45,10 +45,9 @@ function main(): void {
     if (exiting) return;
     exiting = true;
     session.rollback();
-    fuse.unmount(() => {
-      store.close();
-      process.exit(code);
-    });
+    // Let go of the store before the (slow) unmount, so a restarted node can open it at once.
+    store.close();
+    fuse.unmount(() => process.exit(code));
     setTimeout(() => process.exit(code), 5000).unref();
   };
 
