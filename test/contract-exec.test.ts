@@ -385,6 +385,22 @@ test('a contract that cannot start is reported (exit 127 + error), not thrown', 
   assert.match(r2.error ?? '', /^chdir failed/);
 });
 
+test('launchers that exit at once: done always settles (many concurrent failing starts), missing launcher rejects', async (t) => {
+  // The launcher of a contract that cannot start exits within milliseconds, possibly before the
+  // executor's async bookkeeping (inputs file close) is done: its 'exit' must not be missed.
+  const req = request(t, { binPath: '/nonexistent/contract', binArgs: [] });
+  let deadline: NodeJS.Timeout | undefined;
+  const all = Promise.all(Array.from({ length: 40 }, () => runContract(req)));
+  const results = await Promise.race([
+    all,
+    new Promise<never>((_, reject) => {
+      deadline = setTimeout(() => reject(new Error('some runs never settled')), 15_000);
+    }),
+  ]).finally(() => clearTimeout(deadline));
+  for (const r of results) assert.equal(r.exitCode, 127, why(r));
+  await assert.rejects(runContract({ ...req, launcherPath: '/nonexistent/hp-contract-launcher' }), /cannot start hp-contract-launcher: .*ENOENT/);
+});
+
 test('kill(): SIGKILLs a running contract; done still resolves with the outputs so far', async (t) => {
   const src = sdkContract(srcDir(t), 'wait.js', `
 async function contract(ctx) { await ctx.users.list()[0].send('up'); setInterval(() => {}, 1000); await new Promise(() => {}); }

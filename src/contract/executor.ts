@@ -109,16 +109,23 @@ class Execution implements ContractExecution {
       req.users.map((u) => u.inputs),
       req.tmpDir,
     );
-    let child: ChildProcess;
+    let done: Promise<ContractRunResult>;
     try {
       const argsJson = buildArgsJson(req.args, req.users.map((u) => u.pubkeyHex), inputs.spans, fds);
-      child = this.spawnLauncher(fds, inputs.fh.fd);
+      const child = this.spawnLauncher(fds, inputs.fh.fd);
+      // Listen before the next await: a launcher that fails fast (execve/chdir error) can exit
+      // while fh.close() is in the thread pool, and a missed 'exit' would leave `done` pending.
+      done = this.collect(child, fds, t0);
+      done.catch(() => undefined); // it may reject while fh.close() is pending; the caller gets it
       child.stdin!.on('error', () => undefined); // the contract may exit without reading its args
       child.stdin!.end(argsJson);
-    } finally {
-      await inputs.fh.close(); // the launcher holds its own copy (fd 4)
+    } catch (err) {
+      await inputs.fh.close();
+      throw err;
     }
-    return this.collect(child, fds, t0);
+    // The launcher holds its own copy (fd 4). Once it is spawned, collect() reports the run.
+    await inputs.fh.close().catch(() => undefined);
+    return done;
   }
 
   private spawnLauncher(fds: FdLayout, inputsFd: number): ChildProcess {
