@@ -30,6 +30,7 @@ import type { RoundTimings } from '../src/node/node';
 import { createNode } from '../src/node/nodeDir';
 import { cleanStaleMounts, fuseMountsUnder } from '../src/state/mounts';
 import type { RunnerMessage } from './nodeRunner';
+import { procStatusMiB } from './procStatus';
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const HotPocket = require('hotpocket-js-client');
@@ -180,14 +181,6 @@ function treeCpuSeconds(pid: number): number {
   return total;
 }
 
-function rssMiB(pid: number): number {
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : NaN;
-  } catch {
-    return NaN;
-  }
-}
 
 // ---- node directories ---------------------------------------------------------------------------
 
@@ -624,7 +617,7 @@ async function main(): Promise<void> {
   const idleFrom = node.rounds.length;
   await sleep(idleRoundsWanted * rt);
   const idleTo = node.rounds.length;
-  const rssFresh = rssMiB(node.child.pid!);
+  const rssFresh = procStatusMiB(node.child.pid!, 'VmRSS');
   log(`latency: ${CFG.latencyClients} official clients x ${CFG.latencyPerClient} sequential inputs`);
   const lat = await latency(node, CFG.latencyPerClient, rt);
   log(`latency: p50 ${fmtMs(p50(lat.ms))} p99 ${fmtMs(quantile(lat.ms, 0.99))} over ${lat.ms.length} inputs`);
@@ -634,7 +627,7 @@ async function main(): Promise<void> {
   const afterFrom = node.rounds.length;
   await sleep(idleRoundsWanted * rt); // empty rounds again: does the node keep what the load left?
   const afterTo = node.rounds.length;
-  const rssAfter = rssMiB(node.child.pid!);
+  const rssAfter = procStatusMiB(node.child.pid!, 'VmRSS');
   await stopRunner(node);
   log('node (200 ms) stopped');
 

@@ -14,6 +14,7 @@ import { ObjectStore } from '../src/state/blockstore';
 import { cleanStaleMounts } from '../src/state/mounts';
 import { StatefsMount } from '../src/state/statefsClient';
 import type { PassthroughMessage } from './passthroughServer';
+import { procStatusMiB } from './procStatus';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -149,14 +150,6 @@ function dropCaches(): boolean {
   }
 }
 
-function peakRssMiB(pid: number): number {
-  try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : NaN;
-  } catch {
-    return NaN;
-  }
-}
 
 // ---- workloads (sync fs calls against a directory) -----------------------------------------------
 
@@ -355,7 +348,7 @@ async function runAll(selected: Set<Workload>): Promise<void> {
     }
   }
 
-  notes.push(`statefs child peak RSS (main mount): ${peakRssMiB(ours.pid).toFixed(0)} MiB`);
+  notes.push(`statefs child peak RSS (main mount): ${procStatusMiB(ours.pid, 'VmHWM').toFixed(0)} MiB`);
   await stopOurs(ours);
   await stopPassthrough(pt);
   log('main mounts closed');
@@ -389,7 +382,7 @@ async function commitLatency(i: number, stateBytes: number): Promise<void> {
     notes.push(`commit after ${count} x ${pattern === '4k' ? '4 KiB' : '64 KiB'} writes in ${mib(stateBytes)}: ${ms.map((x) => x.toFixed(1)).join(', ')} ms`);
     log(`commit, ${mib(stateBytes)} state, ${count} x ${pattern} dirty: median ${median(ms).toFixed(1)} ms`);
   }
-  notes.push(`statefs child peak RSS (${mib(stateBytes)} state): ${peakRssMiB(m.pid).toFixed(0)} MiB`);
+  notes.push(`statefs child peak RSS (${mib(stateBytes)} state): ${procStatusMiB(m.pid, 'VmHWM').toFixed(0)} MiB`);
   const t0 = process.hrtime.bigint();
   await stopOurs(m);
   log(`statefs (${mib(stateBytes)} state) stopped in ${secondsSince(t0).toFixed(1)} s`);

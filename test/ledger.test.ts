@@ -85,6 +85,17 @@ function appendAll(store: LedgerStore, dir: string, recs: LedgerRecord[]): numbe
   return ends;
 }
 
+/** Three records written to a fresh ledger in <temp>/src: the records, frame ends and file bytes. */
+function writtenChain(t: TestContext): { base: string; src: string; recs: LedgerRecord[]; ends: number[]; full: Buffer } {
+  const base = tempDir(t, 'hp-ledger-');
+  const src = path.join(base, 'src');
+  const recs = chain3();
+  const s = LedgerStore.open(src);
+  const ends = appendAll(s, src, recs);
+  s.close();
+  return { base, src, recs, ends, full: fs.readFileSync(path.join(src, LEDGER_FILE)) };
+}
+
 test('ledgerHash is BLAKE3 over the tagged fixed-length header; genesis is its all-zero case', () => {
   const zeroHeader = Buffer.concat([Buffer.from('hpn:ledger\0'), Buffer.alloc(16 + 6 * 32)]);
   assert.equal(GENESIS_HASH.toString('hex'), hash(zeroHeader).toString('hex'));
@@ -238,13 +249,7 @@ test('append rejects records that do not extend the chain or are inconsistent', 
 });
 
 test('a torn last record is truncated at every cut point and appending continues', (t) => {
-  const base = tempDir(t, 'hp-ledger-');
-  const src = path.join(base, 'src');
-  const recs = chain3();
-  const s = LedgerStore.open(src);
-  const ends = appendAll(s, src, recs);
-  s.close();
-  const full = fs.readFileSync(path.join(src, LEDGER_FILE));
+  const { base, recs, ends, full } = writtenChain(t);
   const [start3, end3] = [ends[2], ends[3]];
   assert.equal(full.length, end3);
   assert.ok(end3 - start3 > 300, 'the last record spans a few hundred bytes');
@@ -296,13 +301,7 @@ test('a zero-filled tail (metadata written, data not) is truncated', (t) => {
 });
 
 test('a flipped byte in the last record is a torn tail: truncated with one warning', (t) => {
-  const base = tempDir(t, 'hp-ledger-');
-  const recs = chain3();
-  const src = path.join(base, 'src');
-  const s = LedgerStore.open(src);
-  const ends = appendAll(s, src, recs);
-  s.close();
-  const full = fs.readFileSync(path.join(src, LEDGER_FILE));
+  const { base, recs, ends, full } = writtenChain(t);
   const start3 = ends[2];
   // payload middle, payload last byte, checksum, length field
   const cases: Array<[number, RegExp]> = [
@@ -329,13 +328,7 @@ test('a flipped byte in the last record is a torn tail: truncated with one warni
 });
 
 test('a flipped byte in an earlier record refuses to open, naming the offset', (t) => {
-  const base = tempDir(t, 'hp-ledger-');
-  const recs = chain3();
-  const src = path.join(base, 'src');
-  const s = LedgerStore.open(src);
-  const ends = appendAll(s, src, recs);
-  s.close();
-  const full = fs.readFileSync(path.join(src, LEDGER_FILE));
+  const { base, ends, full } = writtenChain(t);
   const start2 = ends[1];
   // In record 2's payload, in its length field (which then points nowhere sensible), and in record 1.
   const cases: Array<[number, number, RegExp]> = [
