@@ -3,7 +3,7 @@
 // killed with -9 mid-round restarts with every accepted input in exactly one ledger.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { readConfig, writeConfig } from '../src/config/nodeConfig';
@@ -183,6 +183,44 @@ test('hp-node run: SIGTERM stops cleanly (exit 0, unmounted); kill -9 mid-round 
     }
     for (const h of accepted) assert.equal(seen.get(h), 1, `accepted input ${h} appears ${seen.get(h) ?? 0} times`);
     assert.ok([...seen.values()].every((n) => n === 1), 'an input appears in two ledgers');
+  } finally {
+    ledger.close();
+  }
+});
+
+test('a full disk under the ledger stops the node with a clear error; nothing acknowledged is lost', async (t) => {
+  const base = tempDir(t, 'hp-node-');
+  const dir = path.join(base, 'node');
+  await createNode(dir, { contractDir: path.join(REPO_ROOT, 'examples', 'echo', 'contract'), contractEnv: { NODE_PATH }, userPort: 0, roundtimeMs: 200 });
+  // A 1 MiB tmpfs as the ledger directory: the disk fills after a few large inputs.
+  const ledgerDir = path.join(dir, 'ledger');
+  fs.mkdirSync(ledgerDir, { recursive: true });
+  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', ledgerDir]);
+  if (mounted.status !== 0) return t.skip(`cannot mount a tmpfs here: ${mounted.stderr}`);
+  deferCleanup(t, () => spawnSync('umount', ['-l', ledgerDir]));
+  const running = await startNode(dir, { logLevel: 'error' });
+  deferCleanup(t, () => running.stop());
+  const fatal = new Promise<Error>((resolve) => running.node.once('fatal', resolve));
+  const client = await HotPocket.createClient([running.userUrl], await HotPocket.generateKeys(), {});
+  deferCleanup(t, () => client.close());
+  assert.equal(await client.connect(), true);
+  const accepted: string[] = [];
+  for (let i = 0; i < 8; i++) {
+    const sub = await client.submitContractInput('x'.repeat(200_000), 100 + i, 5, true);
+    void sub.submissionStatus.then((s: { status: string }) => { if (s.status === 'accepted') accepted.push(sub.hash); });
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const err = await Promise.race([fatal, new Promise<null>((r) => (timer = setTimeout(() => r(null), 15_000)))]);
+  clearTimeout(timer);
+  assert.ok(err, 'the node did not stop on a full disk');
+  assert.match(err!.message, /cannot append ledger \d+: .*ENOSPC/);
+  const { LedgerStore: Store } = await import('../src/ledger/ledgerStore');
+  await running.stop();
+  const ledger = Store.open(ledgerDir);
+  try {
+    const inLedger = new Set<string>();
+    for (let s = 1; s <= ledger.last().seqNo; s++) for (const i of ledger.get(s)!.inputs) inLedger.add(i.hash.toString('hex'));
+    for (const h of accepted) assert.ok(inLedger.has(h), `accepted input ${h} is not in the ledger`);
   } finally {
     ledger.close();
   }

@@ -90,11 +90,7 @@ export class HpNode extends EventEmitter {
     this.replayNonces();
     this.rw = await StatefsMount.start({ storeDir: this.paths.store, mountpoint: this.paths.rwMount, readOnly: false });
     void this.rw.waitExit().then((code) => {
-      if (!this.stopping) {
-        this.log.error(`state filesystem process exited unexpectedly (code ${code}); stopping the node`);
-        this.stopping = true; // no more rounds: they could not execute
-        this.emit('fatal', new Error('statefs exited'));
-      }
+      this.fail(`state filesystem process exited unexpectedly (code ${code})`);
     });
     this.stateRoot = Buffer.from(this.rw.root, 'hex');
     const last = this.ledger.last();
@@ -182,6 +178,7 @@ export class HpNode extends EventEmitter {
     }
     const inputs = this.pool.takeForLedger(seqNo);
     const result = this.pendingResult;
+    this.pendingResult = null; // goes into this ledger exactly once, whatever happens below
     // The contract sees the users with inputs in this ledger (HotPocket also lists idle connected
     // users; that needs the cluster's user-presence proofs to be deterministic).
     const users = new Set<string>(inputs.map((i) => i.userHex));
@@ -207,7 +204,14 @@ export class HpNode extends EventEmitter {
       outputs,
       quorum: [{ pubkey: this.keys.publicKey, sig: signIn('ledger-close', this.contractId, h, this.keys.secretKey) }],
     };
-    this.ledger.append(record);
+    try {
+      this.ledger.append(record);
+    } catch (err) {
+      // Nothing of this ledger was acknowledged to anyone, so stopping loses no accepted input;
+      // carrying on would vote on a ledger this node cannot keep (e.g. a full disk).
+      this.fail(`cannot append ledger ${seqNo}: ${(err as Error).message}`);
+      return;
+    }
     const tLedger = performance.now();
 
     for (const i of inputs) this.emit('input_status', { user: i.user, inputHash: i.hash, status: 'accepted', ledgerSeqNo: seqNo, ledgerHash: h });
@@ -259,7 +263,13 @@ export class HpNode extends EventEmitter {
       outputs = new Map();
     } else {
       if (run.exitCode !== 0) this.log.warn(`ledger ${record.seqNo}: contract exited with code ${run.exitCode}; its state and outputs are kept (HotPocket semantics)`);
-      const snap = await this.rw.commit([`/${PATCH_FILE}`]);
+      let snap;
+      try {
+        snap = await this.rw.commit([`/${PATCH_FILE}`]);
+      } catch (err) {
+        this.fail(`ledger ${record.seqNo}: cannot commit the contract's state: ${(err as Error).message}`);
+        throw err;
+      }
       this.stateRoot = Buffer.from(snap.root, 'hex');
       const patch = snap.hashes[`/${PATCH_FILE}`];
       this.configHash = patch ? Buffer.from(patch, 'hex') : ZERO_HASH;
@@ -267,6 +277,14 @@ export class HpNode extends EventEmitter {
     for (const u of run.truncatedUsers) this.log.warn(`ledger ${record.seqNo}: outputs to ${u.slice(0, 12)}… truncated at ${this.config.contract.round_limits.user_output_bytes} bytes`);
     this.pendingResult = finishExecution(record.seqNo, outputs, this.stateRoot, this.keys);
     return { spawnMs: run.timings.spawnMs, execMs: run.timings.execMs, commitMs: performance.now() - t0 };
+  }
+
+  /** Stops taking rounds after an error that would make this node's ledger or state unreliable. */
+  private fail(message: string): void {
+    if (this.stopping) return;
+    this.log.error(`${message}; stopping the node (fix the cause, then restart: the ledger and state reopen at their last durable point)`);
+    this.stopping = true;
+    this.emit('fatal', new Error(message));
   }
 
   private contractArgs(run: Pick<ContractArgs, 'readonly' | 'timestamp' | 'lclSeqNo' | 'lclHash'>): ContractArgs {
