@@ -8,7 +8,7 @@ import path from 'node:path';
 import { ObjectStore } from '../src/state/blockstore';
 import { Session } from '../src/state/session';
 import { exportSnapshot, importDirectory } from '../src/state/importExport';
-import { decodeDir, encodeDir, EntryKind, fileDepth, FANOUT, nameError } from '../src/state/objects';
+import { decodeDir, decodeList, encodeDir, EntryKind, fileDepth, FANOUT, nameError } from '../src/state/objects';
 import { tempDir } from './helpers/fixtures';
 
 const T = 1_700_000_000_000;
@@ -284,3 +284,50 @@ function mulberry32(seed: number): () => number {
     return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+test('a snapshot imported from verified objects (sync) becomes current only when complete', (t) => {
+  const src = storeAt(t, { blockSizeBytes: 4096 });
+  const s = openSession(src);
+  s.mkdir('/d', 0o755);
+  writeFile(s, '/d/big', crypto.randomBytes(50_000));
+  writeFile(s, '/small', Buffer.from('small'));
+  s.symlink('d/big', '/link');
+  const snap = s.commit();
+  const root = Buffer.from(snap.root, 'hex');
+  // Every object reachable from the root, as a peer would serve them.
+  const objects: Array<{ kind: number; content: Buffer; hash: string }> = [];
+  const seen = new Set<string>();
+  const collect = (h: Buffer) => {
+    const hex = h.toString('hex');
+    if (seen.has(hex)) return;
+    seen.add(hex);
+    const loc = src.locate(h)!;
+    const content = src.get(h);
+    objects.push({ kind: loc.kind, content, hash: hex });
+    if (loc.kind === 6) collect(src.getRoot(h).dir);
+    else if (loc.kind === 5) src.getDir(h).forEach((e) => collect(e.hash));
+    else if (loc.kind === 3 || loc.kind === 2) {
+      (loc.kind === 3 ? src.getFile(h).children : decodeList(content).children).forEach(collect);
+    }
+  };
+  collect(root);
+
+  const dst = storeAt(t, { blockSizeBytes: 4096 });
+  const before = dst.current.root;
+  // A missing block: refused, nothing changes.
+  const block = objects.find((o) => o.kind === 1)!;
+  assert.throws(() => dst.importSnapshot(root, objects.filter((o) => o !== block), T), /block [0-9a-f]{64} is missing/);
+  assert.equal(dst.current.root, before);
+  // A tampered object lands under another hash, so the tree it belongs to stays incomplete.
+  const tampered = objects.map((o) => (o === block ? { ...o, content: Buffer.concat([o.content, Buffer.from('x')]) } : o));
+  assert.throws(() => dst.importSnapshot(root, tampered, T), /is missing/);
+  assert.equal(dst.current.root, before);
+  // All of them: the same root, the same files, the same totals.
+  const imported = dst.importSnapshot(root, objects, T);
+  assert.equal(imported.root, snap.root);
+  assert.deepEqual({ bytes: imported.bytes, files: imported.files }, { bytes: snap.bytes, files: snap.files });
+  const view = new Session(dst, root, { writable: false, timeMs: T });
+  assert.deepEqual(readFile(view, '/small'), Buffer.from('small'));
+  assert.equal(view.readlink('/link'), 'd/big');
+  assert.equal(readFile(view, '/d/big').length, 50_000);
+});
