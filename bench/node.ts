@@ -30,7 +30,7 @@ import type { RoundTimings } from '../src/node/node';
 import { createNode } from '../src/node/nodeDir';
 import { cleanStaleMounts, fuseMountsUnder } from '../src/state/mounts';
 import type { RunnerMessage } from './nodeRunner';
-import { procStatusMiB } from './procStatus';
+import { procStatusMiB, waitExit } from './processes';
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const HotPocket = require('hotpocket-js-client');
@@ -82,21 +82,6 @@ const runners = new Set<ChildProcess>();
 const sockets = new Set<WebSocket>();
 const officialClients = new Set<{ close(): Promise<void> }>();
 
-function waitExit(child: ChildProcess, timeoutMs: number): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      log(`runner ${child.pid} did not exit within ${timeoutMs} ms: SIGKILL`);
-      try {
-        process.kill(child.pid!, 'SIGKILL');
-      } catch { /* already gone */ }
-    }, timeoutMs);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
-}
 
 interface Runner {
   child: ChildProcess;
@@ -136,7 +121,7 @@ async function stopRunner(r: Runner): Promise<void> {
   try {
     process.kill(r.child.pid!, 'SIGTERM'); // the node finishes its round, unmounts, flushes
   } catch { /* already gone */ }
-  await waitExit(r.child, CFG.childExitTimeoutMs);
+  await waitExit(r.child, CFG.childExitTimeoutMs, () => log(`runner ${r.child.pid} did not exit within ${CFG.childExitTimeoutMs} ms: SIGKILL`));
 }
 
 let cleaning: Promise<void> | null = null;
@@ -148,7 +133,7 @@ function cleanup(): Promise<void> {
       try {
         process.kill(c.pid!, 'SIGTERM');
       } catch { /* already gone */ }
-      await waitExit(c, CFG.childExitTimeoutMs);
+      await waitExit(c, CFG.childExitTimeoutMs, () => log(`runner ${c.pid} did not exit within ${CFG.childExitTimeoutMs} ms: SIGKILL`));
     }));
     const stale = cleanStaleMounts(tmpRoot); // only if a runner crashed
     if (stale) log(`cleared ${stale} stale FUSE mount(s) under ${tmpRoot}`);

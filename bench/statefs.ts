@@ -14,7 +14,7 @@ import { ObjectStore } from '../src/state/blockstore';
 import { cleanStaleMounts } from '../src/state/mounts';
 import { StatefsMount } from '../src/state/statefsClient';
 import type { PassthroughMessage } from './passthroughServer';
-import { procStatusMiB } from './procStatus';
+import { procStatusMiB, waitExit } from './processes';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -64,20 +64,6 @@ const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'hp-bench-statefs-'));
 const mounts = new Set<StatefsMount>();
 const ptChildren = new Set<ChildProcess>();
 
-function waitExit(child: ChildProcess, timeoutMs: number): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      try {
-        process.kill(child.pid!, 'SIGKILL');
-      } catch { /* already gone */ }
-    }, timeoutMs);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
-}
 
 /** Forks the raw passthrough server over `backing` and resolves once its mount is ready. */
 async function startPassthrough(backing: string, mountpoint: string): Promise<ChildProcess> {

@@ -34,7 +34,7 @@ test('nonces strictly increase per user, for ever; users are independent', () =>
   assert.deepEqual(pool.admit(input(B, 1n, 10), 1), { ok: true });
   // Even after the earlier input's max ledger has passed, an old nonce stays refused.
   assert.deepEqual(pool.admit(input(A, 5n, 20), 15), { ok: false, reason: 'nonce_expired' });
-  pool.noteLedgerInput(input(B, 0n, 0).userHex, 50n, 3);
+  pool.noteLedgerInput(input(B, 0n, 0).userHex, 50n);
   assert.deepEqual(pool.admit(input(B, 49n, 20), 15), { ok: false, reason: 'nonce_expired' });
   assert.deepEqual(pool.admit(input(B, 51n, 20), 15), { ok: true });
 });

@@ -25,11 +25,6 @@ export interface PendingInput {
   protocol: 'json' | 'bson';
 }
 
-interface NonceEntry {
-  nonce: bigint;
-  maxLedgerSeqNo: number;
-}
-
 export interface InputPoolLimits {
   maxInputLedgerOffset: number;
   userInputBytesPerRound: number; // 0 = unlimited
@@ -38,7 +33,7 @@ export interface InputPoolLimits {
 
 export class InputPool {
   private readonly pending = new Map<string, PendingInput>();
-  private readonly lastNonce = new Map<string, NonceEntry>();
+  private readonly lastNonce = new Map<string, bigint>();
   private readonly pendingBytes = new Map<string, number>();
 
   constructor(private readonly limits: InputPoolLimits, private readonly inLedger: (hashHex: string) => boolean) {}
@@ -48,9 +43,9 @@ export class InputPool {
   }
 
   /** Records an input found in a closed ledger (startup replay of recent ledgers, or sync). */
-  noteLedgerInput(userHex: string, nonce: bigint, maxLedgerSeqNo: number): void {
+  noteLedgerInput(userHex: string, nonce: bigint): void {
     const prev = this.lastNonce.get(userHex);
-    if (!prev || nonce > prev.nonce) this.lastNonce.set(userHex, { nonce, maxLedgerSeqNo });
+    if (prev === undefined || nonce > prev) this.lastNonce.set(userHex, nonce);
   }
 
   /** Admits an input that arrived at this node, or says why not. */
@@ -62,13 +57,13 @@ export class InputPool {
     }
     if (this.pending.has(input.hashHex) || this.inLedger(input.hashHex)) return { ok: false, reason: 'already_submitted' };
     const prev = this.lastNonce.get(input.userHex);
-    if (prev && input.nonce <= prev.nonce) return { ok: false, reason: 'nonce_expired' };
+    if (prev !== undefined && input.nonce <= prev) return { ok: false, reason: 'nonce_expired' };
     const bytes = (this.pendingBytes.get(input.userHex) ?? 0) + input.blob.length;
     if (this.limits.userInputBytesPerRound > 0 && bytes > this.limits.userInputBytesPerRound) return { ok: false, reason: 'round_inputs_overflow' };
     if (this.pending.size >= this.limits.maxPendingInputs) return { ok: false, reason: 'round_inputs_overflow' };
     this.pending.set(input.hashHex, input);
     this.pendingBytes.set(input.userHex, bytes);
-    this.lastNonce.set(input.userHex, { nonce: input.nonce, maxLedgerSeqNo: input.maxLedgerSeqNo });
+    this.lastNonce.set(input.userHex, input.nonce);
     return { ok: true };
   }
 

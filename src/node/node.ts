@@ -94,7 +94,6 @@ export class HpNode extends EventEmitter {
     });
     this.stateRoot = Buffer.from(this.rw.root, 'hex');
     const last = this.ledger.last();
-    if (last.seqNo > 0) this.stateRoot = Buffer.from(this.rw.root, 'hex');
     this.log.info(`ledger at seq ${last.seqNo} (${last.hash.toString('hex').slice(0, 12)}), state root ${this.rw.root.slice(0, 12)}, roundtime ${this.config.contract.consensus.roundtime} ms`);
     this.scheduleRound();
   }
@@ -323,22 +322,8 @@ export class HpNode extends EventEmitter {
     const last = this.ledger.last().seqNo;
     for (let s = 1; s <= last; s++) {
       const rec = this.ledger.get(s);
-      for (const i of rec?.inputs ?? []) {
-        const maxLedger = parseMaxLedger(i);
-        if (maxLedger !== null) this.pool.noteLedgerInput(i.pubkey.toString('hex'), i.nonce, maxLedger);
-      }
+      for (const i of rec?.inputs ?? []) this.pool.noteLedgerInput(i.pubkey.toString('hex'), i.nonce);
     }
-  }
-}
-
-function parseMaxLedger(i: LedgerInput): number | null {
-  try {
-    if (i.protocol === 'json') return Number(JSON.parse(i.container.toString('utf8')).max_ledger_seq_no);
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
-    const { deserialize } = require('bson') as typeof import('bson');
-    return Number(deserialize(i.container, { promoteLongs: true }).max_ledger_seq_no);
-  } catch {
-    return null;
   }
 }
 
