@@ -557,7 +557,7 @@ const fmtRejects = (m: Map<string, number>) => (m.size ? [...m].map(([r, n]) => 
 type SplitKey = keyof RoundTimings | 'overhead' | 'other';
 function roundSplit(rounds: RoundTimings[], key: SplitKey): { med: number; p95: number } {
   const xs = rounds.map((r) =>
-    key === 'overhead' ? r.totalMs - r.execMs : key === 'other' ? r.totalMs - r.ledgerMs - r.spawnMs - r.execMs - r.commitMs : (r[key] as number),
+    key === 'overhead' ? r.totalMs - r.execMs : key === 'other' ? r.totalMs - r.spawnMs - r.execMs - r.commitMs : (r[key] as number),
   );
   return { med: p50(xs), p95: quantile(xs, 0.95) };
 }
@@ -662,7 +662,6 @@ async function main(): Promise<void> {
     '—', '—', '(info)', '',
   ]);
   const splitRows: Array<[string, SplitKey, string, number | undefined]> = [
-    ['ledger close', 'ledgerMs', '—', undefined],
     ['spawn (inputs file, launcher → contract exec)', 'spawnMs', `/bin/true spawn+exit ${fmtMs(p50(spawnBase.trueMs))}`, p50(spawnBase.trueMs)],
     ['execute (contract process lifetime)', 'execMs', `node -e '' spawn+exit ${fmtMs(p50(spawnBase.nodeMs))}`, p50(spawnBase.nodeMs)],
     ['commit (state + round result)', 'commitMs', '—', undefined],

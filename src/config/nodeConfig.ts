@@ -41,7 +41,7 @@ export interface NodeConfig {
     idle_timeout: number;
     concurrent_read_requests: number;
   };
-  mesh: { port: number; known_peers: string[] };
+  mesh: { port: number; listen_host: string; known_peers: string[] };
   log: { level: 'debug' | 'info' | 'warn' | 'error' };
 }
 
@@ -84,7 +84,7 @@ export function defaultConfig(opts: { contractId: string; unl: string[]; binPath
       idle_timeout: 0,
       concurrent_read_requests: 4,
     },
-    mesh: { port: opts.peerPort ?? DEFAULT_PEER_PORT, known_peers: [] },
+    mesh: { port: opts.peerPort ?? DEFAULT_PEER_PORT, listen_host: '0.0.0.0', known_peers: [] },
     log: { level: 'info' },
   };
 }
@@ -142,6 +142,7 @@ const SCHEMA: Record<string, Check> = {
   'user.idle_timeout': int(0, 86_400_000),
   'user.concurrent_read_requests': int(0, 64),
   'mesh.port': int(0, 65535),
+  'mesh.listen_host': str(),
   'mesh.known_peers': (p, v) =>
     Array.isArray(v) && v.every((x) => typeof x === 'string' && /^[^\s:]+:\d{1,5}$/.test(x)) ? null : `${p}: expected an array of "host:port" strings`,
   'log.level': oneOf('debug', 'info', 'warn', 'error'),

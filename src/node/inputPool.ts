@@ -79,6 +79,35 @@ export class InputPool {
     return out;
   }
 
+  /**
+   * Admits an input another node relayed (its signature already checked). The per-user nonce order
+   * is not enforced here: relays arrive in any order, and a replay is still refused, being either
+   * in a ledger or past its max_ledger_seq_no. Bounds on memory still apply.
+   */
+  admitRelayed(input: PendingInput, lclSeqNo: number): { ok: true } | { ok: false; reason: RejectReason } {
+    if (input.nonce <= 0n) return { ok: false, reason: 'bad_msg_format' };
+    if (input.maxLedgerSeqNo <= lclSeqNo) return { ok: false, reason: 'max_ledger_expired' };
+    if (this.pending.has(input.hashHex) || this.inLedger(input.hashHex)) return { ok: false, reason: 'already_submitted' };
+    if (this.pending.size >= this.limits.maxPendingInputs) return { ok: false, reason: 'round_inputs_overflow' };
+    this.pending.set(input.hashHex, input);
+    this.pendingBytes.set(input.userHex, (this.pendingBytes.get(input.userHex) ?? 0) + input.blob.length);
+    this.noteLedgerInput(input.userHex, input.nonce);
+    return { ok: true };
+  }
+
+  get(hashHex: string): PendingInput | undefined {
+    return this.pending.get(hashHex);
+  }
+
+  /** Removes and returns these inputs (a closed ledger took them); undefined where one is not held. */
+  take(hashHexes: string[]): Array<PendingInput | undefined> {
+    return hashHexes.map((hex) => {
+      const i = this.pending.get(hex);
+      if (i) this.remove(hex, i);
+      return i;
+    });
+  }
+
   /** Takes every pending input valid for ledger `seqNo`, in ledger order. */
   takeForLedger(seqNo: number): PendingInput[] {
     const chosen = [...this.pending.values()].filter((i) => i.maxLedgerSeqNo >= seqNo).sort(compareInputs);

@@ -1,36 +1,59 @@
-// A running node: rounds, contract executions on the state mount, the ledger, and users.
+// A running node: the consensus core (src/consensus) driven by a clock, the peer network
+// (src/p2p), contract executions on the state mount, the ledger, and users.
 //
-// Each round (every roundtime ms, aligned to the wall clock so that cluster nodes agree):
-//   1. close ledger N: the admitted inputs, and the outputs + state root of executing ledger N-1
-//      (the one-ledger lag of HotPocket), signed by this node (the quorum certificate);
-//   2. tell users: inputs accepted in N, outputs of N-1 tagged with N, ledger_created;
-//   3. run the contract once on N's inputs in a read-write session of the state (cwd = state/),
-//      commit (or roll back if it was killed), and keep the result for ledger N+1.
-// With a UNL of one this node's signature is the quorum; the cluster issue adds peers' votes.
+// The core decides; this shell does what it asks (docs/CONSENSUS.md §8):
+//   tick at every stage boundary; sign and broadcast proposals and attestations and loop them back;
+//   verify peers' messages before the core sees them; persist the lock before anything else;
+//   append each closed ledger with its quorum certificate and the outputs of executing the one
+//   before (HotPocket's one-ledger lag); run the contract on each closed ledger in a read-write
+//   session of the state and report the roots it produced.
+// Inputs: users submit to any node; it checks the signature, admits the input and gossips it,
+// signed by its user, to the others. Outputs reach users when the next ledger closes, with the
+// UNL members' signatures of the output root that the upstream client verifies.
 import path from 'node:path';
 import { EventEmitter } from 'node:events';
 import { NodeConfig } from '../config/nodeConfig';
-import { signIn } from '../crypto/domain';
+import { ConsensusCore } from '../consensus/core';
+import { decodeAttestation, decodeProposalBody, encodeAttestation, encodeProposalBody } from '../consensus/proposalCodec';
+import type { ClosedLedger, ConsensusAction, ConsensusEvent, Evidence, SyncRequest, VoteStatus } from '../consensus/types';
+import { signIn, verifyIn } from '../crypto/domain';
 import { KeyPair } from '../crypto/keys';
-import { runContract } from '../contract/executor';
-import type { ContractArgs, ContractRunResult } from '../contract/types';
+import { runContract, startContract } from '../contract/executor';
+import type { ContractArgs, ContractExecution, ContractRunResult } from '../contract/types';
 import { LedgerStore } from '../ledger/ledgerStore';
-import { inputListHash, ledgerHash, outputListHash, userListHash } from '../ledger/ledgerHash';
 import type { LedgerInput, LedgerRecord } from '../ledger/ledgerHash';
+import { signedPayload } from '../p2p/envelope';
+import { PeerNetwork } from '../p2p/network';
+import type { PeerMessage } from '../p2p/network';
+import { ObjectStore } from '../state/blockstore';
 import { StatefsMount } from '../state/statefsClient';
+import { checkSignedInput } from '../users/inputs';
+import type { CollapsedHashTree } from '../users/nodeApi';
 import { InputPool, PendingInput, RejectReason } from './inputPool';
 import { Logger } from './log';
 import { NodePaths, PATCH_FILE, STATE_SUBDIR } from './nodeDir';
-import { ExecutionResult, finishExecution, proofFor } from './roundResult';
-import type { CollapsedHashTree } from '../users/nodeApi';
+import { ExecFile, LockFile } from './nodeFiles';
+import { OutputSigBook } from './outputSigs';
+import {
+  decodeGetInputs, decodeInputs, decodeNpl, decodeOutputSig, encodeGetInputs, encodeInputs, encodeNpl, encodeOutputSig, KIND,
+  MAX_INPUTS_PER_MESSAGE, polCertSignaturesValid, PROPOSAL_FLAGS, WireInput,
+} from './peerMessages';
+import { ExecutionResult, finishExecution, finishExecutionFromUsers, proofFor } from './roundResult';
 
 export const HP_VERSION = '0.6.4';
 const ZERO_HASH = Buffer.alloc(32);
+/** Execution results kept for closing later ledgers (a ledger records the outputs of the one before). */
+const KEEP_RESULTS = 4;
+/** NPL messages buffered for executions that have not started yet (a peer may be a little ahead). */
+const MAX_NPL_BUFFERED = 4096;
+/** Gossip batching: inputs admitted within this many ms travel in one message. */
+const GOSSIP_BATCH_MS = 2;
+/** Bytes of input containers per gossip message. */
+const GOSSIP_BATCH_BYTES = 1024 * 1024;
 
 export interface RoundTimings {
   seqNo: number;
   inputs: number;
-  ledgerMs: number;
   spawnMs: number;
   execMs: number;
   commitMs: number;
@@ -42,7 +65,23 @@ export interface NodeEvents {
   input_status: { user: Buffer; inputHash: Buffer; status: 'accepted' | 'rejected'; reason?: RejectReason; ledgerSeqNo?: number; ledgerHash?: Buffer };
   contract_output: { user: Buffer; ledgerSeqNo: number; ledgerHash: Buffer; outputs: Buffer[]; outputHash: Buffer; hashTree: CollapsedHashTree; unlSig: Array<[Buffer, Buffer]> };
   ledger_created: LedgerRecord;
+  vote_status: { voteStatus: VoteStatus };
+  sync_needed: SyncRequest;
   round: RoundTimings;
+}
+
+interface Executed {
+  result: ExecutionResult;
+  configHash: Buffer;
+}
+
+/** A ledger to execute: what the contract sees of it. */
+interface LedgerToRun {
+  seqNo: number;
+  hash: Buffer;
+  timestampMs: number;
+  users: Buffer[];
+  inputs: LedgerInput[];
 }
 
 export class HpNode extends EventEmitter {
@@ -51,21 +90,45 @@ export class HpNode extends EventEmitter {
   private ro: StatefsMount | null = null;
   private roRoot = '';
   private pool!: InputPool;
-  private pendingResult: ExecutionResult | null = null;
-  private stateRoot = ZERO_HASH;
-  private configHash = ZERO_HASH;
-  private timer: NodeJS.Timeout | null = null;
-  private roundRunning: Promise<void> | null = null;
+  private core!: ConsensusCore;
+  private net: PeerNetwork | null = null;
+  private readonly unlHex: string[];
+  private readonly lockFile: LockFile;
+  private readonly execFile: ExecFile;
+  private readonly outputSigs: OutputSigBook;
+  private readonly results = new Map<number, Executed>();
+  /** Decided and certified ledgers whose record waits for the outputs of the ledger before. */
+  private readonly closing: Array<{ ledger: ClosedLedger; inputs: LedgerInput[] }> = [];
+  private running: { seqNo: number; exec: ContractExecution | null; done: Promise<void> } | null = null;
+  private readonly npl = new Map<number, Array<[string, Buffer]>>();
+  private nplCount = 0;
+  private readonly queue: ConsensusEvent[] = [];
+  private draining = false;
+  private tickTimer: NodeJS.Timeout | null = null;
+  private gossip: WireInput[] = [];
+  private gossipBytes = 0;
+  private gossipTimer: NodeJS.Timeout | null = null;
+  private readonly outputWaits = new Set<{ seqNo: number; check: () => boolean }>();
+  private status: VoteStatus | 'unknown' = 'unknown';
+  private readonly syncLogged = new Set<string>();
   private stopping = false;
   private readsRunning = 0;
   private readonly readQueue: Array<() => void> = [];
 
   constructor(readonly paths: NodePaths, readonly config: NodeConfig, readonly keys: KeyPair, private readonly log: Logger) {
     super();
+    this.unlHex = config.contract.unl.map((k) => k.toLowerCase()).sort();
+    this.lockFile = new LockFile(path.join(paths.ledger, 'lock'));
+    this.execFile = new ExecFile(path.join(paths.ledger, 'last-exec'));
+    this.outputSigs = new OutputSigBook((hex) => this.unlHex.includes(hex));
   }
 
   get contractId(): string {
     return this.config.contract.id;
+  }
+
+  get voteStatus(): VoteStatus | 'unknown' {
+    return this.status;
   }
 
   lcl(): { seqNo: number; hash: Buffer } {
@@ -75,6 +138,26 @@ export class HpNode extends EventEmitter {
 
   ledgerRecord(seqNo: number): LedgerRecord | null {
     return this.ledger.get(seqNo);
+  }
+
+  /** "host:port" of connected peers (stat_response) and the network's counters. */
+  peers(): string[] {
+    if (!this.net) return [];
+    const stats = this.net.stats().peers;
+    return this.net.connectedPeers().map((k) => stats[k]?.address || k);
+  }
+
+  peerStats() {
+    return this.net?.stats() ?? null;
+  }
+
+  /** The peer listener's address (tests start nodes on port 0). */
+  peerAddress(): { host: string; port: number } | null {
+    return this.net && this.needsPeers() ? this.net.address() : null;
+  }
+
+  consensusState(): string {
+    return this.core.describe();
   }
 
   async start(): Promise<void> {
@@ -88,22 +171,63 @@ export class HpNode extends EventEmitter {
       (hex) => this.ledger.findInput(Buffer.from(hex, 'hex')) !== null,
     );
     this.replayNonces();
+    const last = this.ledger.last();
+    const recovered = this.recoverExecution(last);
     this.rw = await StatefsMount.start({ storeDir: this.paths.store, mountpoint: this.paths.rwMount, readOnly: false });
     void this.rw.waitExit().then((code) => {
       this.fail(`state filesystem process exited unexpectedly (code ${code})`);
     });
-    this.stateRoot = Buffer.from(this.rw.root, 'hex');
-    const last = this.ledger.last();
-    this.log.info(`ledger at seq ${last.seqNo} (${last.hash.toString('hex').slice(0, 12)}), state root ${this.rw.root.slice(0, 12)}, roundtime ${this.config.contract.consensus.roundtime} ms`);
-    this.scheduleRound();
+    const c = this.config.contract;
+    const lock = this.lockFile.load();
+    const start = recovered.executed;
+    if (start) this.remember(start);
+    this.core = new ConsensusCore(
+      { contractId: c.id, unl: this.unlHex.map((k) => Buffer.from(k, 'hex')), self: this.keys.publicKey, thresholdPercent: c.consensus.threshold, roundtimeMs: c.consensus.roundtime },
+      {
+        lcl: { seqNo: last.seqNo, hash: last.hash, timestampMs: last.timestampMs },
+        result: start ? { outputRoot: start.result.outputRoot, stateRoot: start.result.stateRoot, configHash: start.configHash } : null,
+        lock,
+        nowMs: Date.now(),
+      },
+    );
+    if (this.needsPeers()) {
+      const net = new PeerNetwork({
+        contractId: c.id,
+        keys: this.keys,
+        listen: { host: this.config.mesh.listen_host, port: this.config.mesh.port },
+        peers: this.config.mesh.known_peers,
+        unl: () => this.unlHex,
+        allowObservers: false,
+        log: this.log.child('p2p'),
+      });
+      net.on('message', (m) => this.onPeerMessage(m));
+      try {
+        await net.start();
+      } catch (err) {
+        await this.rw.close();
+        this.ledger.close();
+        throw new Error(`cannot listen for peers on ${this.config.mesh.listen_host}:${this.config.mesh.port}: ${(err as Error).message}`);
+      }
+      this.net = net;
+    }
+    this.log.info(`ledger at seq ${last.seqNo} (${last.hash.toString('hex').slice(0, 12)}), state root ${this.rw.root.slice(0, 12)}, UNL of ${this.unlHex.length} at ${c.consensus.threshold} % (quorum ${this.core.quorum}), roundtime ${c.consensus.roundtime} ms${lock ? `, locked on seq ${lock.seqNo}` : ''}`);
+    if (recovered.reexecute) {
+      this.log.info(`ledger ${last.seqNo} closed but its execution was not committed before the node stopped: running it again`);
+      this.startExecution({ seqNo: last.seqNo, hash: last.hash, timestampMs: last.timestampMs, users: last.users, inputs: last.inputs });
+    }
+    this.scheduleTick();
   }
 
-  /** Stops after the current round: no round is cut in half, the mounts are unmounted. */
+  /** Stops after the running execution: no round is cut in half, the mounts are unmounted. */
   async stop(): Promise<void> {
     this.stopping = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    await this.roundRunning;
+    if (this.tickTimer) clearTimeout(this.tickTimer);
+    if (this.gossipTimer) clearTimeout(this.gossipTimer);
+    this.tickTimer = this.gossipTimer = null;
+    for (const w of this.outputWaits) w.check();
+    this.outputWaits.clear();
+    await this.running?.done;
+    await this.net?.stop();
     await this.ro?.close();
     await this.rw?.close();
     this.ledger?.close();
@@ -113,7 +237,11 @@ export class HpNode extends EventEmitter {
 
   submitInput(input: PendingInput): { ok: true } | { ok: false; reason: RejectReason } {
     if (this.stopping) return { ok: false, reason: 'round_inputs_overflow' };
-    return this.pool.admit(input, this.ledger.last().seqNo);
+    const r = this.pool.admit(input, this.ledger.last().seqNo);
+    if (!r.ok) return r;
+    this.dispatch({ type: 'inputsAvailable', inputs: [candidateOf(input)] });
+    if (this.net) this.queueGossip({ protocol: input.protocol, user: input.user, container: input.container, sig: input.sig });
+    return r;
   }
 
   /** Runs the contract read-only on the last committed state for one read request. */
@@ -151,132 +279,470 @@ export class HpNode extends EventEmitter {
     return this.ro;
   }
 
-  // ---- rounds ----------------------------------------------------------------------------------
+  // ---- the consensus core: events in, actions out ------------------------------------------------
 
-  private scheduleRound(): void {
+  private scheduleTick(): void {
     if (this.stopping) return;
-    const rt = this.config.contract.consensus.roundtime;
-    const now = Date.now();
-    const next = Math.ceil((now + 1) / rt) * rt;
-    this.timer = setTimeout(() => {
-      this.roundRunning = this.round(next).catch((err) => {
-        this.log.error(`round failed: ${(err as Error).stack ?? err}`);
-      }).finally(() => {
-        this.roundRunning = null;
-        this.scheduleRound();
-      });
-    }, next - now);
+    // +1 ms lands inside the next stage rather than on its boundary.
+    const delay = Math.max(0, this.core.nextTickAt() - Date.now()) + 1;
+    this.tickTimer = setTimeout(() => {
+      this.tickTimer = null;
+      this.dispatch({ type: 'tick', nowMs: Date.now() });
+      this.scheduleTick();
+    }, delay);
   }
 
-  private async round(timestampMs: number): Promise<void> {
-    const t0 = performance.now();
-    const last = this.ledger.last();
-    const seqNo = last.seqNo + 1;
-    for (const expired of this.pool.expire(last.seqNo)) {
-      this.emit('input_status', { user: expired.user, inputHash: expired.hash, status: 'rejected', reason: 'max_ledger_expired' });
+  /** Feeds the core; actions may loop events back (own votes), which queue behind this one. */
+  private dispatch(ev: ConsensusEvent): void {
+    if (this.stopping) return;
+    this.queue.push(ev);
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      while (this.queue.length > 0 && !this.stopping) {
+        for (const a of this.core.handle(this.queue.shift()!)) {
+          try {
+            this.perform(a);
+          } catch (err) {
+            this.log.error(`consensus action ${a.type} failed: ${(err as Error).stack ?? err}`);
+            if (a.type === 'persistLock') return this.fail(`cannot persist the consensus lock: ${(err as Error).message}`);
+          }
+        }
+      }
+    } finally {
+      this.draining = false;
     }
-    const inputs = this.pool.takeForLedger(seqNo);
-    const result = this.pendingResult;
-    this.pendingResult = null; // goes into this ledger exactly once, whatever happens below
-    // The contract sees the users with inputs in this ledger (HotPocket also lists idle connected
-    // users; that needs the cluster's user-presence proofs to be deterministic).
-    const users = new Set<string>(inputs.map((i) => i.userHex));
-    const sortedUsers = [...users].sort().map((h) => Buffer.from(h, 'hex'));
-    const ledgerInputs: LedgerInput[] = inputs.map((i) => ({ pubkey: i.user, hash: i.hash, nonce: i.nonce, blob: i.blob, container: i.container, sig: i.sig, protocol: i.protocol }));
-    const outputs = (result?.users ?? []).map((u) => ({ pubkey: u.user, hash: u.hash, blobs: u.outputs }));
-    const header = {
-      seqNo,
-      timestampMs,
-      prevHash: last.hash,
-      stateHash: this.stateRoot,
-      configHash: this.configHash,
-      userHash: userListHash(sortedUsers),
-      inputHash: inputListHash(ledgerInputs),
-      outputHash: result ? result.outputRoot : outputListHash([]),
-    };
-    const h = ledgerHash(header);
+  }
+
+  private perform(a: ConsensusAction): void {
+    switch (a.type) {
+      case 'broadcast': {
+        const body = encodeProposalBody(a.proposal);
+        const sig = this.net
+          ? this.net.broadcast(KIND.proposal, body, { relay: true, context: 'proposal' }).sig
+          : signIn('proposal', this.contractId, signedPayload(PROPOSAL_FLAGS, KIND.proposal, body), this.keys.secretKey);
+        this.queue.push({ type: 'proposal', proposal: { ...a.proposal, author: this.keys.publicKey, sig } });
+        return;
+      }
+      case 'attest': {
+        const att = { seqNo: a.seqNo, hash: a.hash, author: this.keys.publicKey, sig: signIn('ledger-close', this.contractId, a.hash, this.keys.secretKey) };
+        this.net?.broadcast(KIND.attestation, encodeAttestation(att), { relay: true, context: 'proposal' });
+        this.queue.push({ type: 'attestation', attestation: att });
+        return;
+      }
+      case 'relay':
+        for (const p of a.proposals) {
+          this.net?.forward({ context: 'proposal', kind: KIND.proposal, author: p.author, flags: PROPOSAL_FLAGS, body: encodeProposalBody(p), sig: p.sig });
+        }
+        return;
+      case 'fetchInputs':
+        return this.fetchInputs(a.hashes.map((h) => h.subarray(8)), a.peers.map((p) => p.toString('hex')));
+      case 'persistLock':
+        return this.lockFile.save(a.lock);
+      case 'closeLedger':
+        return this.onClosed(a.ledger);
+      case 'execute': {
+        const rec = this.closing.find((c) => c.ledger.header.seqNo === a.ledger.header.seqNo);
+        const inputs = rec?.inputs ?? this.ledger.get(a.ledger.header.seqNo)?.inputs;
+        if (!inputs) return this.fail(`ledger ${a.ledger.header.seqNo} is to be executed but neither its record nor its inputs are here`);
+        return this.startExecution({ seqNo: a.ledger.header.seqNo, hash: a.ledger.hash, timestampMs: a.ledger.header.timestampMs, users: a.ledger.users, inputs });
+      }
+      case 'voteStatus':
+        if (a.status !== this.status) this.log.info(`vote status: ${a.status}`);
+        this.status = a.status;
+        this.emit('vote_status', { voteStatus: a.status });
+        return;
+      case 'requestSync':
+        return this.syncNeeded(a.request);
+      case 'log':
+        return this.coreLog(a.level, a.message, a.evidence);
+    }
+  }
+
+  private coreLog(level: 'debug' | 'info' | 'warn' | 'error', message: string, evidence?: Evidence): void {
+    if (!evidence) return this.log[level](message);
+    const a = evidence.first;
+    const b = evidence.second;
+    this.log.warn(`EVIDENCE ${evidence.kind} by ${evidence.author.toString('hex')}: ${message}; signatures ${a.sig.toString('hex')} and ${b.sig.toString('hex')}`);
+  }
+
+  /** Ledger/state sync is the sync feature's job; until then say once, clearly, what is wrong. */
+  private syncNeeded(r: SyncRequest): void {
+    this.emit('sync_needed', r);
+    const key = `${r.reason}:${r.targetSeqNo}`;
+    if (this.syncLogged.has(key)) return;
+    if (this.syncLogged.size > 64) this.syncLogged.clear();
+    this.syncLogged.add(key);
+    this.log.warn(`out of sync (${r.reason}): the quorum is at ledger ${r.targetSeqNo}, this node closed ${r.lcl.seqNo}; it keeps following and relaying but does not vote on state until it is repaired`);
+  }
+
+  // ---- closing ledgers ----------------------------------------------------------------------------
+
+  private onClosed(ledger: ClosedLedger): void {
+    const hexes = ledger.inputs.map((h) => h.subarray(8).toString('hex'));
+    const held = this.pool.take(hexes);
+    const missing = held.findIndex((i) => !i);
+    // The core closes a ledger only when this node holds every input body it lists.
+    if (missing >= 0) return this.fail(`ledger ${ledger.header.seqNo} was decided but the body of input ${hexes[missing]} is not here`);
+    const inputs = (held as PendingInput[]).map((i) => ({ pubkey: i.user, hash: i.hash, nonce: i.nonce, blob: i.blob, container: i.container, sig: i.sig, protocol: i.protocol }));
+    this.closing.push({ ledger, inputs });
+    this.flushClosing();
+  }
+
+  /**
+   * Appends decided ledgers in order. Ledger N records the outputs of executing N−1, so it waits
+   * while that execution (or one before it) is still running; if this node never executes N−1
+   * (it is out of sync) or got other outputs than the quorum, N is recorded without outputs.
+   */
+  private flushClosing(): void {
+    while (this.closing.length > 0 && !this.stopping) {
+      const { ledger, inputs } = this.closing[0];
+      const n = ledger.header.seqNo;
+      if (this.running && this.running.seqNo <= n - 1) return;
+      let prev: Executed | null = this.results.get(n - 1) ?? null;
+      if (prev && !prev.result.outputRoot.equals(ledger.header.outputHash)) {
+        this.log.warn(`ledger ${n}: the quorum's output root of ledger ${n - 1} is ${ledger.header.outputHash.toString('hex').slice(0, 12)}, ours is ${prev.result.outputRoot.toString('hex').slice(0, 12)}: recorded without outputs`);
+        prev = null;
+      }
+      this.closing.shift();
+      if (!this.append(ledger, inputs, prev?.result ?? null)) return;
+    }
+  }
+
+  private append(ledger: ClosedLedger, inputs: LedgerInput[], prev: ExecutionResult | null): boolean {
+    const n = ledger.header.seqNo;
     const record: LedgerRecord = {
-      ...header,
-      hash: h,
-      users: sortedUsers,
-      inputs: ledgerInputs,
-      outputs,
-      quorum: [{ pubkey: this.keys.publicKey, sig: signIn('ledger-close', this.contractId, h, this.keys.secretKey) }],
+      ...ledger.header,
+      hash: ledger.hash,
+      users: ledger.users,
+      inputs,
+      outputs: (prev?.users ?? []).map((u) => ({ pubkey: u.user, hash: u.hash, blobs: u.outputs })),
+      quorum: ledger.quorum,
     };
     try {
       this.ledger.append(record);
     } catch (err) {
       // Nothing of this ledger was acknowledged to anyone, so stopping loses no accepted input;
-      // carrying on would vote on a ledger this node cannot keep (e.g. a full disk).
-      this.fail(`cannot append ledger ${seqNo}: ${(err as Error).message}`);
-      return;
+      // carrying on would vote on ledgers this node cannot keep (e.g. a full disk).
+      this.fail(`cannot append ledger ${n}: ${(err as Error).message}`);
+      return false;
     }
-    const tLedger = performance.now();
-
-    for (const i of inputs) this.emit('input_status', { user: i.user, inputHash: i.hash, status: 'accepted', ledgerSeqNo: seqNo, ledgerHash: h });
-    if (result) {
-      for (const u of result.users) {
-        this.emit('contract_output', {
-          user: u.user, ledgerSeqNo: seqNo, ledgerHash: h, outputs: u.outputs, outputHash: u.hash,
-          hashTree: proofFor(result, u), unlSig: result.unlSig,
-        });
-      }
+    for (const i of inputs) {
+      this.pool.noteLedgerInput(i.pubkey.toString('hex'), i.nonce);
+      this.emit('input_status', { user: i.pubkey, inputHash: i.hash, status: 'accepted', ledgerSeqNo: n, ledgerHash: ledger.hash });
     }
+    for (const expired of this.pool.expire(n)) {
+      this.emit('input_status', { user: expired.user, inputHash: expired.hash, status: 'rejected', reason: 'max_ledger_expired' });
+    }
+    if (prev) this.deliverOutputs(n, ledger.hash, prev);
     this.emit('ledger_created', record);
-
-    const exec = await this.execute(record, inputs, sortedUsers);
-    const total = performance.now() - t0;
-    const timings: RoundTimings = { seqNo, inputs: inputs.length, ledgerMs: tLedger - t0, spawnMs: exec.spawnMs, execMs: exec.execMs, commitMs: exec.commitMs, totalMs: total };
-    this.emit('round', timings);
-    this.log.info(`ledger ${seqNo} ${h.toString('hex').slice(0, 12)} inputs=${inputs.length} state=${this.stateRoot.toString('hex').slice(0, 12)} ${total.toFixed(1)}ms`);
+    this.log.info(`ledger ${n} ${ledger.hash.toString('hex').slice(0, 12)} inputs=${inputs.length} signers=${ledger.quorum.length} state=${ledger.header.stateHash.toString('hex').slice(0, 12)}`);
+    return true;
   }
 
-  private async execute(record: LedgerRecord, inputs: PendingInput[], users: Buffer[]): Promise<{ spawnMs: number; execMs: number; commitMs: number }> {
-    const byUser = new Map<string, Buffer[]>(users.map((u) => [u.toString('hex'), []]));
-    for (const i of inputs) byUser.get(i.userHex)!.push(i.blob);
+  /**
+   * The upstream client accepts outputs signed by ≥ 80 % of the UNL: wait (at most a round) for
+   * the members' signatures of this output root, then send with whatever arrived.
+   */
+  private deliverOutputs(seqNo: number, hash: Buffer, r: ExecutionResult): void {
+    if (r.users.length === 0) return;
+    const send = () => {
+      const unlSig = this.outputSigs.signers(r.seqNo, r.outputRoot);
+      for (const u of r.users) {
+        this.emit('contract_output', { user: u.user, ledgerSeqNo: seqNo, ledgerHash: hash, outputs: u.outputs, outputHash: u.hash, hashTree: proofFor(r, u), unlSig });
+      }
+    };
+    if (this.outputSigs.signers(r.seqNo, r.outputRoot).length >= this.unlHex.length) return send();
+    let timer: NodeJS.Timeout | null = null;
+    const wait = {
+      seqNo: r.seqNo,
+      check: () => {
+        if (!this.stopping && timer && this.outputSigs.signers(r.seqNo, r.outputRoot).length < this.unlHex.length) return false;
+        if (timer) clearTimeout(timer);
+        timer = null;
+        this.outputWaits.delete(wait);
+        send();
+        return true;
+      },
+    };
+    timer = setTimeout(() => {
+      timer = null;
+      wait.check();
+    }, this.config.contract.consensus.roundtime);
+    this.outputWaits.add(wait);
+  }
+
+  // ---- executions ---------------------------------------------------------------------------------
+
+  private startExecution(l: LedgerToRun): void {
+    const run = { seqNo: l.seqNo, exec: null as ContractExecution | null, done: Promise.resolve() };
+    this.running = run;
+    run.done = this.execute(l, run)
+      .then((timings) => {
+        this.running = null;
+        const done = this.results.get(l.seqNo)!;
+        this.dispatch({ type: 'executionDone', seqNo: l.seqNo, outputRoot: done.result.outputRoot, stateRoot: done.result.stateRoot, configHash: done.configHash });
+        this.flushClosing();
+        this.emit('round', timings);
+      })
+      .catch((err) => {
+        this.running = null;
+        this.fail(`ledger ${l.seqNo}: execution failed: ${(err as Error).message}`);
+      });
+  }
+
+  private async execute(l: LedgerToRun, run: { exec: ContractExecution | null }): Promise<RoundTimings> {
+    const t0 = performance.now();
+    const byUser = new Map<string, Buffer[]>(l.users.map((u) => [u.toString('hex'), []]));
+    for (const i of l.inputs) byUser.get(i.pubkey.toString('hex'))?.push(i.blob);
     const quota = this.config.contract.state_quota;
-    await this.rw.begin(record.timestampMs, { bytes: quota.bytes, files: quota.files });
-    let run: ContractRunResult;
+    const before = Buffer.from(this.rw.root, 'hex');
+    await this.rw.begin(l.timestampMs, { bytes: quota.bytes, files: quota.files });
+    let res: ContractRunResult;
     try {
-      run = await runContract({
+      run.exec = startContract({
         ...this.contractBase(),
         cwd: path.join(this.rw.mountpoint, STATE_SUBDIR),
-        args: this.contractArgs({ readonly: false, timestamp: record.timestampMs, lclSeqNo: record.seqNo, lclHash: record.hash.toString('hex') }),
+        args: this.contractArgs({ readonly: false, timestamp: l.timestampMs, lclSeqNo: l.seqNo, lclHash: l.hash.toString('hex') }),
         users: [...byUser.entries()].map(([pubkeyHex, ins]) => ({ pubkeyHex, inputs: ins })),
         stderr: this.config.log.level === 'debug' ? 'inherit' : 'ignore',
+        onNplMessage: (data) => this.net?.broadcast(KIND.npl, encodeNpl({ seqNo: l.seqNo, data }), { relay: true, context: 'npl' }),
       });
-      if (run.error) throw new Error(run.error);
+      for (const [author, data] of this.npl.get(l.seqNo) ?? []) run.exec.deliverNpl(author, data);
+      this.dropNplUpTo(l.seqNo);
+      res = await run.exec.done;
+      if (res.error) throw new Error(res.error);
     } catch (err) {
       await this.rw.rollback();
-      this.log.error(`ledger ${record.seqNo}: contract could not run: ${(err as Error).message}; state rolled back, no outputs`);
-      this.pendingResult = finishExecution(record.seqNo, new Map(), this.stateRoot, this.keys);
-      return { spawnMs: 0, execMs: 0, commitMs: 0 };
+      this.log.error(`ledger ${l.seqNo}: contract could not run: ${(err as Error).message}; state rolled back, no outputs`);
+      this.finish(l.seqNo, new Map(), before, this.currentConfigHash());
+      return { seqNo: l.seqNo, inputs: l.inputs.length, spawnMs: 0, execMs: 0, commitMs: 0, totalMs: performance.now() - t0 };
     }
-    const t0 = performance.now();
-    let outputs = run.outputs;
+    const tCommit = performance.now();
+    let outputs = res.outputs;
+    let stateRoot = before;
+    let configHash = this.currentConfigHash();
     // A contract killed by a signal or the timeout may have left state half-written: roll it back
     // and drop its outputs, so every node that killed it ends in the same state.
-    if (run.timedOut || run.signal) {
-      this.log.warn(`ledger ${record.seqNo}: contract ${run.timedOut ? `timed out after ${this.config.contract.round_limits.exec_timeout} ms` : `died by ${run.signal}`}; state rolled back, outputs dropped`);
+    if (res.timedOut || res.signal) {
+      this.log.warn(`ledger ${l.seqNo}: contract ${res.timedOut ? `timed out after ${this.config.contract.round_limits.exec_timeout} ms` : `died by ${res.signal}`}; state rolled back, outputs dropped`);
       await this.rw.rollback();
       outputs = new Map();
     } else {
-      if (run.exitCode !== 0) this.log.warn(`ledger ${record.seqNo}: contract exited with code ${run.exitCode}; its state and outputs are kept (HotPocket semantics)`);
-      let snap;
-      try {
-        snap = await this.rw.commit([`/${PATCH_FILE}`]);
-      } catch (err) {
-        this.fail(`ledger ${record.seqNo}: cannot commit the contract's state: ${(err as Error).message}`);
-        throw err;
-      }
-      this.stateRoot = Buffer.from(snap.root, 'hex');
+      if (res.exitCode !== 0) this.log.warn(`ledger ${l.seqNo}: contract exited with code ${res.exitCode}; its state and outputs are kept (HotPocket semantics)`);
+      const snap = await this.rw.commit([`/${PATCH_FILE}`]).catch((err: Error) => {
+        throw new Error(`cannot commit the contract's state: ${err.message}`);
+      });
+      stateRoot = Buffer.from(snap.root, 'hex');
       const patch = snap.hashes[`/${PATCH_FILE}`];
-      this.configHash = patch ? Buffer.from(patch, 'hex') : ZERO_HASH;
+      configHash = patch ? Buffer.from(patch, 'hex') : ZERO_HASH;
     }
-    for (const u of run.truncatedUsers) this.log.warn(`ledger ${record.seqNo}: outputs to ${u.slice(0, 12)}… truncated at ${this.config.contract.round_limits.user_output_bytes} bytes`);
-    this.pendingResult = finishExecution(record.seqNo, outputs, this.stateRoot, this.keys);
-    return { spawnMs: run.timings.spawnMs, execMs: run.timings.execMs, commitMs: performance.now() - t0 };
+    for (const u of res.truncatedUsers) this.log.warn(`ledger ${l.seqNo}: outputs to ${u.slice(0, 12)}… truncated at ${this.config.contract.round_limits.user_output_bytes} bytes`);
+    this.finish(l.seqNo, outputs, stateRoot, configHash);
+    const commitMs = performance.now() - tCommit;
+    return { seqNo: l.seqNo, inputs: l.inputs.length, spawnMs: res.timings.spawnMs, execMs: res.timings.execMs, commitMs, totalMs: performance.now() - t0 };
   }
+
+  /** Records an execution's result durably (a restart must not run it twice) and signs its output root. */
+  private finish(seqNo: number, outputs: Map<string, Buffer[]>, stateRoot: Buffer, configHash: Buffer): void {
+    const result = finishExecution(seqNo, outputs, stateRoot, this.keys);
+    this.execFile.save(result, configHash);
+    this.remember({ result, configHash });
+    const sig = result.unlSig[0][1];
+    this.outputSigs.add(seqNo, this.keys.publicKey.toString('hex'), result.outputRoot, sig);
+    this.net?.broadcast(KIND.outputSig, encodeOutputSig({ seqNo, root: result.outputRoot, sig }), { relay: true, context: 'proposal' });
+  }
+
+  private remember(e: Executed): void {
+    this.results.set(e.result.seqNo, e);
+    for (const s of this.results.keys()) if (s + KEEP_RESULTS <= e.result.seqNo) this.results.delete(s);
+  }
+
+  private currentConfigHash(): Buffer {
+    let newest: Executed | null = null;
+    for (const e of this.results.values()) if (!newest || e.result.seqNo > newest.result.seqNo) newest = e;
+    return newest?.configHash ?? ZERO_HASH;
+  }
+
+  /**
+   * Where execution stands after a start: the result of executing the last closed ledger if it is
+   * on disk and matches the committed state; otherwise the state goes back to what that ledger
+   * records (a retained snapshot) and the ledger runs again. Genesis has nothing to execute.
+   */
+  private recoverExecution(last: LedgerRecord): { executed: Executed | null; reexecute: boolean } {
+    const store = ObjectStore.open(this.paths.store);
+    try {
+      const root = Buffer.from(store.current.root, 'hex');
+      const configOf = (r: Buffer) => store.entryHash(r, `/${PATCH_FILE}`) ?? ZERO_HASH;
+      if (last.seqNo === 0) return { executed: { result: finishExecutionFromUsers(0, [], root, this.keys), configHash: configOf(root) }, reexecute: false };
+      const saved = this.execFile.load(this.keys);
+      if (saved && saved.result.seqNo === last.seqNo && saved.result.stateRoot.equals(root)) return { executed: saved, reexecute: false };
+      if (!root.equals(last.stateHash)) {
+        try {
+          store.importSnapshot(last.stateHash, [], last.timestampMs);
+          this.log.warn(`state root ${root.toString('hex').slice(0, 12)} is not the result of executing ledger ${last.seqNo}; went back to ${last.stateHash.toString('hex').slice(0, 12)}, the state ledger ${last.seqNo} records`);
+        } catch (err) {
+          this.log.error(`state root ${root.toString('hex').slice(0, 12)} is neither the result of executing ledger ${last.seqNo} nor the state it records, which this store does not hold (${(err as Error).message}); the node will not vote on state until it is synced`);
+          return { executed: null, reexecute: false };
+        }
+      }
+      // The configuration in force is the one in the state ledger `last` was executed from.
+      this.remember({ result: finishExecutionFromUsers(last.seqNo - 1, [], last.stateHash, this.keys), configHash: configOf(last.stateHash) });
+      return { executed: null, reexecute: true };
+    } finally {
+      store.close();
+    }
+  }
+
+  // ---- peers ---------------------------------------------------------------------------------
+
+  private needsPeers(): boolean {
+    return this.unlHex.length > 1 || this.config.mesh.known_peers.length > 0;
+  }
+
+  private onPeerMessage(m: PeerMessage): void {
+    if (this.stopping || !m.isUnl) return; // only UNL members' messages count (observers are refused anyway)
+    try {
+      switch (m.kind) {
+        case KIND.proposal:
+          return this.onProposalMessage(m);
+        case KIND.attestation:
+          return this.onAttestationMessage(m);
+        case KIND.inputs:
+          return this.onInputsMessage(m);
+        case KIND.getInputs:
+          return this.onGetInputs(m);
+        case KIND.outputSig: {
+          const o = decodeOutputSig(m.body);
+          this.outputSigs.add(o.seqNo, m.author, o.root, o.sig);
+          for (const w of [...this.outputWaits]) if (w.seqNo === o.seqNo) w.check();
+          return;
+        }
+        case KIND.npl:
+          return this.onNplMessage(m);
+        default:
+          this.log.debug(`peer ${m.author.slice(0, 10)}: unknown message kind ${m.kind}`);
+      }
+    } catch (err) {
+      this.log.warn(`peer ${m.author.slice(0, 10)}: malformed ${m.kind}${m.relayed ? ` (relayed by ${m.from.slice(0, 10)})` : ''}: ${(err as Error).message}`);
+    }
+  }
+
+  private onProposalMessage(m: PeerMessage): void {
+    if (m.context !== 'proposal' || m.flags !== PROPOSAL_FLAGS || !(m.body instanceof Uint8Array)) throw new Error('a proposal must be a raw relayed body signed in context "proposal"');
+    const p = decodeProposalBody(Buffer.from(m.body), this.core.limits);
+    if ((p.stage === 0 || p.stage === 1) && p.pol && !polCertSignaturesValid(this.contractId, p.pol)) throw new Error(`its proof of lock for seq ${p.seqNo} carries a signature that does not verify`);
+    this.dispatch({ type: 'proposal', proposal: { ...p, author: Buffer.from(m.author, 'hex'), sig: Buffer.from(m.sig) } });
+  }
+
+  private onAttestationMessage(m: PeerMessage): void {
+    if (!(m.body instanceof Uint8Array)) throw new Error('an attestation must be a raw body');
+    const a = decodeAttestation(Buffer.from(m.body));
+    if (a.author.toString('hex') !== m.author) throw new Error('attestation author differs from the message author');
+    if (!verifyIn('ledger-close', this.contractId, a.hash, a.sig, a.author)) throw new Error(`attestation of ledger ${a.seqNo} does not verify`);
+    this.dispatch({ type: 'attestation', attestation: a });
+  }
+
+  /** Relayed user inputs: each one's user signature is checked here; forged ones are dropped. */
+  private onInputsMessage(m: PeerMessage): void {
+    const list = decodeInputs(m.body, this.config.user.max_bytes_per_msg);
+    const lcl = this.ledger.last().seqNo;
+    const fresh = [];
+    let forged = 0;
+    for (const w of list) {
+      const c = checkSignedInput(w.protocol, w.user, w.container, w.sig);
+      if (!c.ok) {
+        forged++;
+        continue;
+      }
+      const i = c.input;
+      const p: PendingInput = { user: w.user, userHex: w.user.toString('hex'), hash: i.inputHash, hashHex: i.inputHash.toString('hex'), nonce: i.nonce, maxLedgerSeqNo: i.maxLedgerSeqNo, blob: i.blob, container: i.container, sig: i.sig, protocol: i.protocol };
+      if (this.pool.admitRelayed(p, lcl).ok) fresh.push(candidateOf(p));
+    }
+    if (forged > 0) this.log.warn(`peer ${m.author.slice(0, 10)}: dropped ${forged} relayed input(s) whose user signature or format is invalid`);
+    if (fresh.length > 0) this.dispatch({ type: 'inputsAvailable', inputs: fresh });
+  }
+
+  private onGetInputs(m: PeerMessage): void {
+    const out: WireInput[] = [];
+    let bytes = 0;
+    const flush = () => {
+      if (out.length > 0) this.net?.sendTo(m.author, KIND.inputs, encodeInputs(out.splice(0)));
+      bytes = 0;
+    };
+    for (const h of decodeGetInputs(m.body)) {
+      const hex = h.toString('hex');
+      const p = this.pool.get(hex);
+      const i = p ?? this.ledgerInput(h);
+      if (!i) continue;
+      const w = 'userHex' in i ? { protocol: i.protocol, user: i.user, container: i.container, sig: i.sig } : { protocol: i.protocol, user: i.pubkey, container: i.container, sig: i.sig };
+      if (bytes + w.container.length > GOSSIP_BATCH_BYTES) flush();
+      out.push(w);
+      bytes += w.container.length;
+    }
+    flush();
+  }
+
+  private ledgerInput(h: Buffer): LedgerInput | null {
+    const at = this.ledger.findInput(h);
+    if (!at) return null;
+    return this.ledger.get(at.seqNo)?.inputs.find((i) => i.hash.equals(h)) ?? null;
+  }
+
+  private fetchInputs(hashes: Buffer[], peers: string[]): void {
+    if (!this.net || hashes.length === 0) return;
+    const connected = new Set(this.net.connectedPeers());
+    const targets = peers.filter((p) => connected.has(p));
+    for (let i = 0; i < hashes.length; i += MAX_INPUTS_PER_MESSAGE) {
+      const body = encodeGetInputs(hashes.slice(i, i + MAX_INPUTS_PER_MESSAGE));
+      if (targets.length > 0) for (const p of targets) this.net.sendTo(p, KIND.getInputs, body);
+      else this.net.broadcast(KIND.getInputs, body);
+    }
+  }
+
+  private queueGossip(w: WireInput): void {
+    this.gossip.push(w);
+    this.gossipBytes += w.container.length;
+    if (this.gossip.length >= MAX_INPUTS_PER_MESSAGE || this.gossipBytes >= GOSSIP_BATCH_BYTES) return this.flushGossip();
+    this.gossipTimer ??= setTimeout(() => this.flushGossip(), GOSSIP_BATCH_MS);
+  }
+
+  private flushGossip(): void {
+    if (this.gossipTimer) clearTimeout(this.gossipTimer);
+    this.gossipTimer = null;
+    const batch = this.gossip;
+    this.gossip = [];
+    this.gossipBytes = 0;
+    if (batch.length > 0 && this.net && !this.stopping) this.net.broadcast(KIND.inputs, encodeInputs(batch), { relay: true });
+  }
+
+  /** NPL (HotPocket's node party line): delivered to the execution of the same ledger, from UNL members. */
+  private onNplMessage(m: PeerMessage): void {
+    if (m.context !== 'npl') throw new Error('NPL messages must be signed in context "npl"');
+    const msg = decodeNpl(m.body, this.config.contract.round_limits.npl_output_bytes || 1024 * 1024);
+    if (this.running?.seqNo === msg.seqNo && this.running.exec) {
+      this.running.exec.deliverNpl(m.author, msg.data);
+      return;
+    }
+    const lcl = this.ledger.last().seqNo;
+    // Early for an execution this node has yet to start: keep it (bounded); later ones are stale.
+    if (msg.seqNo <= (this.running?.seqNo ?? lcl - 1) || msg.seqNo > lcl + 2 || this.nplCount >= MAX_NPL_BUFFERED) return;
+    const list = this.npl.get(msg.seqNo) ?? [];
+    list.push([m.author, msg.data]);
+    this.npl.set(msg.seqNo, list);
+    this.nplCount++;
+  }
+
+  private dropNplUpTo(seqNo: number): void {
+    for (const [s, list] of this.npl) {
+      if (s <= seqNo) {
+        this.nplCount -= list.length;
+        this.npl.delete(s);
+      }
+    }
+  }
+
+  // ---- misc --------------------------------------------------------------------------------------
 
   /** Stops taking rounds after an error that would make this node's ledger or state unreliable. */
   private fail(message: string): void {
@@ -295,7 +761,7 @@ export class HpNode extends EventEmitter {
       // The node key goes to the contract only when the operator opted in (give_private_key).
       privateKey: c.give_private_key ? this.keys.secretKey.toString('hex') : undefined,
       // active_on would be a local receive time, which differs between nodes: always 0 here.
-      unl: Object.fromEntries([...c.unl].sort().map((k) => [k, { active_on: 0 }])),
+      unl: Object.fromEntries(this.unlHex.map((k) => [k, { active_on: 0 }])),
       ...run,
     };
   }
@@ -327,3 +793,10 @@ export class HpNode extends EventEmitter {
   }
 }
 
+/** nonce (u64 BE) ‖ input hash: the consensus orders inputs by these bytes (HotPocket's order). */
+function candidateOf(i: PendingInput) {
+  const h = Buffer.alloc(40);
+  h.writeBigUInt64BE(i.nonce, 0);
+  i.hash.copy(h, 8);
+  return { hash: h, user: i.user, maxLedgerSeqNo: i.maxLedgerSeqNo };
+}

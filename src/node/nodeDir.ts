@@ -105,10 +105,6 @@ export function loadNode(dir: string): { paths: NodePaths; config: NodeConfig; k
   if (!fs.existsSync(paths.config)) throw new Error(`${paths.dir} is not a node directory (no config.json); create one with \`hp-node new ${dir} --contract <dir>\``);
   const config = readConfig(paths.config);
   const keys = readKeyFile(paths.keys);
-  if (config.contract.unl.length > 1) {
-    // Without the cluster protocol each node would close its own ledgers: refuse rather than fork.
-    throw new Error(`${paths.config}: contract.unl lists ${config.contract.unl.length} nodes, but this build runs single-node UNLs only (multi-node consensus is the cluster issue); set contract.unl to this node's key`);
-  }
   if (config.contract.unl.length === 1 && config.contract.unl[0] !== keys.publicKey.toString('hex')) {
     // A single-node UNL that is not this node can never close a ledger: say so now, not after a silent hang.
     throw new Error(`${paths.config}: contract.unl holds one key that is not this node's (${keys.publicKey.toString('hex')}), so no ledger could ever close`);

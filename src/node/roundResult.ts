@@ -37,13 +37,15 @@ export function normalizeOutput(out: Buffer): Buffer {
 }
 
 export function finishExecution(seqNo: number, outputs: Map<string, Buffer[]>, stateRoot: Buffer, signer: { publicKey: Buffer; secretKey: Buffer }): ExecutionResult {
-  const users: UserOutputs[] = [...outputs.entries()]
+  const users = [...outputs.entries()].map(([hex, outs]): [Buffer, Buffer[]] => [Buffer.from(hex, 'hex'), outs.map(normalizeOutput)]);
+  return finishExecutionFromUsers(seqNo, users, stateRoot, signer);
+}
+
+/** The same from outputs already normalized (a saved result being reloaded). */
+export function finishExecutionFromUsers(seqNo: number, outputs: Array<[Buffer, Buffer[]]>, stateRoot: Buffer, signer: { publicKey: Buffer; secretKey: Buffer }): ExecutionResult {
+  const users: UserOutputs[] = outputs
     .filter(([, outs]) => outs.length > 0)
-    .map(([hex, outs]) => {
-      const user = Buffer.from(hex, 'hex');
-      const outputs = outs.map(normalizeOutput);
-      return { user, outputs, hash: userOutputHash(user, outputs) };
-    })
+    .map(([user, outs]) => ({ user, outputs: outs, hash: userOutputHash(user, outs) }))
     .sort((a, b) => Buffer.compare(a.hash, b.hash));
   const tree = buildOutputTree(users.map((u) => u.hash), stateRoot);
   // Signed raw, the format the upstream client verifies. The root hashes contract outputs and

@@ -9,7 +9,7 @@ export class NodeUserApi extends EventEmitter implements UserNodeApi {
 
   constructor(private readonly node: HpNode) {
     super();
-    for (const ev of ['input_status', 'contract_output', 'ledger_created'] as const) node.on(ev, (e) => this.emit(ev, e));
+    for (const ev of ['input_status', 'contract_output', 'ledger_created', 'vote_status'] as const) node.on(ev, (e) => this.emit(ev, e));
   }
 
   get contractId(): string {
@@ -38,13 +38,13 @@ export class NodeUserApi extends EventEmitter implements UserNodeApi {
 
   status(): NodeStatus {
     return {
-      voteStatus: 'synced',
+      voteStatus: this.node.voteStatus,
       roundTimeMs: this.node.config.contract.consensus.roundtime,
       contractExecutionEnabled: true,
       readRequestsEnabled: this.node.config.user.concurrent_read_requests > 0,
       isFullHistoryNode: true,
       weaklyConnected: false,
-      peers: [],
+      peers: this.node.peers(),
     };
   }
 

@@ -15,7 +15,7 @@ import { createEnvelope, decodeBody, envelopeId, signedPayload, verifyEnvelope }
 import { PeerCloseCode, PeerLimits, resolvePeerLimits } from './limits';
 import { TokenBucket, WindowCounter } from './rate';
 import { PeerSession, SessionHost } from './session';
-import { decodeFrame, encodeMsg, FLAG_RELAY, Frame, MessageContext } from './wire';
+import { decodeFrame, encodeMsg, FLAG_RELAY, Frame, MessageContext, MsgFrame } from './wire';
 
 export interface PeerNetworkOptions {
   contractId: string;
@@ -45,6 +45,8 @@ export interface PeerMessage {
   author: string;
   kind: string;
   context: MessageContext;
+  /** Envelope flags as signed (wire.ts FLAG_*). */
+  flags: number;
   /** A Buffer when the author sent bytes, else the decoded MessagePack object (its binary values are Buffers). */
   body: Uint8Array | object;
   /** True when it came through a relay (author !== from). */
@@ -75,6 +77,8 @@ export interface BroadcastOptions extends SendOptions {
 }
 export interface BroadcastResult {
   id: string;
+  /** The author signature of the sealed message (what a quorum certificate keeps). */
+  sig: Buffer;
   /** Peers it was handed to (not dropped by backpressure). */
   sentTo: string[];
 }
@@ -322,11 +326,24 @@ export class PeerNetwork extends EventEmitter {
 
   /** Signs and sends a message to every connected peer. Throws if the frame would exceed maxMessageBytes. */
   broadcast(kind: string, body: Uint8Array | object, opts: BroadcastOptions = {}): BroadcastResult {
-    const { id, frame } = this.seal(kind, body, opts.context, opts.relay === true);
+    const { id, frame, sig } = this.seal(kind, body, opts.context, opts.relay === true);
     this.seen.add(id); // our own message relayed back to us is a duplicate
     const sentTo: string[] = [];
     for (const [hex, s] of this.sessions) if (this.sendFrame(s, frame)) sentTo.push(hex);
-    return { id, sentTo };
+    return { id, sentTo, sig };
+  }
+
+  /**
+   * Sends a message some author already signed, unchanged, to every connected peer but its author
+   * (the consensus hands old precommits to members that missed them). Returns how many got it.
+   */
+  forward(env: Omit<MsgFrame, 'type'>): number {
+    const frame = encodeMsg(env);
+    if (frame.length > this.limits.maxMessageBytes) return 0;
+    const author = env.author.toString('hex');
+    let n = 0;
+    for (const [hex, s] of this.sessions) if (hex !== author && this.sendFrame(s, frame)) n++;
+    return n;
   }
 
   /** Signs and sends a message to one connected peer (never relayed); false if not connected or dropped. */
@@ -348,13 +365,13 @@ export class PeerNetwork extends EventEmitter {
     return { peers, handshakes: { pending: this.pending.size, ...this.hs }, bans: this.bans.list(this.clock()), dedupEntries: this.seen.size };
   }
 
-  private seal(kind: string, body: Uint8Array | object, context: MessageContext = 'proposal', relay: boolean): { id: string; frame: Buffer } {
+  private seal(kind: string, body: Uint8Array | object, context: MessageContext = 'proposal', relay: boolean): { id: string; frame: Buffer; sig: Buffer } {
     const env = createEnvelope({ contractId: this.contractId, keys: this.keys, context, kind, body, relay });
     const frame = encodeMsg(env);
     if (frame.length > this.limits.maxMessageBytes) {
       throw new Error(`peer message "${kind}" is ${frame.length} bytes, over maxMessageBytes (${this.limits.maxMessageBytes}); split the body or raise the limit on every node`);
     }
-    return { id: envelopeId(this.contractId, env).toString('hex'), frame };
+    return { id: envelopeId(this.contractId, env).toString('hex'), frame, sig: env.sig };
   }
 
   private sendFrame(s: PeerSession, frame: Buffer): boolean {
@@ -574,7 +591,7 @@ export class PeerNetwork extends EventEmitter {
       if (n > 0) c.relayed++;
     }
     const signed = signedPayload(f.flags, f.kind, f.body);
-    const m: PeerMessage = { id, from: s.peerHex, author, kind: f.kind, context: f.context, body, relayed: author !== s.peerHex, isUnl, fromUnl: unl.has(s.peerHex), signed, sig: f.sig };
+    const m: PeerMessage = { id, from: s.peerHex, author, kind: f.kind, context: f.context, flags: f.flags, body, relayed: author !== s.peerHex, isUnl, fromUnl: unl.has(s.peerHex), signed, sig: f.sig };
     this.emitSafe('message', m);
   }
 
