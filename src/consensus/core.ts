@@ -91,7 +91,9 @@ export class ConsensusCore {
   private readonly proofs = new Map<number, { proof: SignedProposal[]; relayedRoundMs: number }>();
   private exec: { seqNo: number; result: ExecResult } | null;
   private executing: number | null = null;
-  private waitingExec: { ledger: ClosedLedger; expectedPrev: ExecResult } | null = null;
+  // Closed ledgers waiting for their turn to execute, in seq order (several close at once when a
+  // node comes back from a pause and the certificates of the ledgers it missed arrive together).
+  private waitingExec: Array<{ ledger: ClosedLedger; expectedPrev: ExecResult }> = [];
   // votes for seq lcl+1
   private votes: SeqVotes;
   private ahead = new Map<string, SignedProposal[]>();
@@ -177,7 +179,7 @@ export class ConsensusCore {
     const polka = [...this.polkas.values()].map((p) => `${hex(p.digest).slice(0, 8)}@${p.roundMs}`).join(',') || '-';
     const exec = this.exec ? `${this.exec.seqNo}` : '-';
     return `decided=${this.lcl.seqNo}:${hex(this.lcl.hash).slice(0, 8)} closed=${this.closed.seqNo} pending=${this.pending.length} exec=${exec} executing=${this.executing ?? '-'} ` +
-      `waiting=${this.waitingExec?.ledger.header.seqNo ?? '-'} status=${this.status} lock=${lock} polkas=${polka} mismatch=${this.stateMismatch ? 'yes' : 'no'} ` +
+      `waiting=${this.waitingExec.map((w) => w.ledger.header.seqNo).join(',') || '-'} status=${this.status} lock=${lock} polkas=${polka} mismatch=${this.stateMismatch ? 'yes' : 'no'} ` +
       `syncing=${this.syncing ? this.syncing.targetSeqNo : '-'} candidates=${this.inputs.size}` +
       (this.lock ? ` lockVote=${this.unacceptable(this.lock.value) ?? 'ok'}` : '');
   }
@@ -537,7 +539,7 @@ export class ConsensusCore {
   /** Executes a closed ledger once the result of its predecessor is known and matches its header. */
   private scheduleExecution(ledger: ClosedLedger, expectedPrev: ExecResult): void {
     const seqNo = ledger.header.seqNo;
-    if (this.exec && this.exec.seqNo === seqNo - 1) {
+    if (this.executing === null && this.waitingExec.length === 0 && this.exec && this.exec.seqNo === seqNo - 1) {
       if (resultEquals(this.exec.result, expectedPrev)) {
         this.executing = seqNo;
         this.emit({ type: 'execute', ledger });
@@ -548,7 +550,7 @@ export class ConsensusCore {
         this.requestSync('state', seqNo, ledger.hash, null);
       }
     } else {
-      this.waitingExec = { ledger, expectedPrev };
+      this.waitingExec.push({ ledger, expectedPrev });
     }
   }
 
@@ -562,10 +564,11 @@ export class ConsensusCore {
     if (!expected) return;
     this.exec = { seqNo, result };
     this.executing = null;
-    const w = this.waitingExec;
-    if (w && w.ledger.header.seqNo === seqNo + 1) {
-      this.waitingExec = null;
-      this.scheduleExecution(w.ledger, w.expectedPrev);
+    while (this.waitingExec.length > 0 && this.waitingExec[0].ledger.header.seqNo <= seqNo) this.waitingExec.shift();
+    const next = this.waitingExec[0];
+    if (next && next.ledger.header.seqNo === seqNo + 1) {
+      this.waitingExec.shift();
+      this.scheduleExecution(next.ledger, next.expectedPrev);
     }
   }
 
@@ -638,9 +641,11 @@ export class ConsensusCore {
     for (const e of votes.values()) if (!top || e.n > top.n) top = e;
     const own = this.exec && this.exec.seqNo === this.lcl.seqNo ? this.exec.result : null;
     // A majority must reach the threshold (not a plurality) before we doubt our own state.
-    if (top && top.n >= this.quorum && own && !resultEquals(own, top.r)) {
+    // No result and none coming (nothing executing or queued) is as wrong as a different one.
+    const never = !own && this.executing === null && this.waitingExec.length === 0;
+    if (top && top.n >= this.quorum && (never || (own && !resultEquals(own, top.r)))) {
       this.stateMismatch = top.r;
-      this.log('warn', `state after ${this.lcl.seqNo} differs from the quorum's; proposing inputs only until synced`);
+      this.log('warn', `state after ${this.lcl.seqNo} ${never ? 'is unknown here' : "differs from the quorum's"}; proposing inputs only until synced`);
       this.requestSync('state', this.lcl.seqNo, this.lcl.hash, top.r);
       return;
     }
@@ -720,7 +725,7 @@ export class ConsensusCore {
     this.decidedHashes.set(lcl.seqNo, hex(lcl.hash));
     this.exec = result ? { seqNo: lcl.seqNo, result } : null;
     this.executing = null;
-    this.waitingExec = null;
+    this.waitingExec = [];
     this.stateMismatch = null;
     this.syncing = null;
     this.behindRounds = 0;

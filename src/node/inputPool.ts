@@ -95,6 +95,10 @@ export class InputPool {
     return { ok: true };
   }
 
+  all(): PendingInput[] {
+    return [...this.pending.values()];
+  }
+
   get(hashHex: string): PendingInput | undefined {
     return this.pending.get(hashHex);
   }

@@ -20,7 +20,9 @@ import { signIn, verifyIn } from '../crypto/domain';
 import { KeyPair } from '../crypto/keys';
 import { runContract, startContract } from '../contract/executor';
 import type { ContractArgs, ContractExecution, ContractRunResult } from '../contract/types';
+import { decodeRecord, encodeRecord } from '../ledger/ledgerCodec';
 import { LedgerStore } from '../ledger/ledgerStore';
+import { fetchedRecordProblem } from '../ledger/sync';
 import type { LedgerInput, LedgerRecord } from '../ledger/ledgerHash';
 import { signedPayload } from '../p2p/envelope';
 import { PeerNetwork } from '../p2p/network';
@@ -35,8 +37,9 @@ import { NodePaths, PATCH_FILE, STATE_SUBDIR } from './nodeDir';
 import { ExecFile, LockFile } from './nodeFiles';
 import { OutputSigBook } from './outputSigs';
 import {
-  decodeGetInputs, decodeInputs, decodeNpl, decodeOutputSig, encodeGetInputs, encodeInputs, encodeNpl, encodeOutputSig, KIND,
-  MAX_INPUTS_PER_MESSAGE, polCertSignaturesValid, PROPOSAL_FLAGS, WireInput,
+  decodeGetInputs, decodeGetLedgers, decodeInputs, decodeLedgers, decodeNpl, decodeOutputSig, encodeGetInputs, encodeGetLedgers, encodeInputs,
+  encodeLedgers, encodeNpl, encodeOutputSig, KIND, MAX_INPUTS_PER_MESSAGE, MAX_LEDGER_REPLY_BYTES, MAX_LEDGERS_PER_REQUEST, polCertSignaturesValid,
+  PROPOSAL_FLAGS, WireInput,
 } from './peerMessages';
 import { ExecutionResult, finishExecution, finishExecutionFromUsers, proofFor } from './roundResult';
 
@@ -50,6 +53,8 @@ const MAX_NPL_BUFFERED = 4096;
 const GOSSIP_BATCH_MS = 2;
 /** Bytes of input containers per gossip message. */
 const GOSSIP_BATCH_BYTES = 1024 * 1024;
+/** How long a catch-up waits for one peer's ledgers before asking another. */
+const LEDGER_REQUEST_TIMEOUT_MS = 3000;
 
 export interface RoundTimings {
   seqNo: number;
@@ -111,6 +116,12 @@ export class HpNode extends EventEmitter {
   private readonly outputWaits = new Set<{ seqNo: number; check: () => boolean }>();
   private status: VoteStatus | 'unknown' = 'unknown';
   private readonly syncLogged = new Set<string>();
+  /** Catching up: the core is paused (no events) while certified ledgers are fetched and replayed. */
+  private catchingUp: Promise<void> | null = null;
+  private paused = false;
+  private readonly ledgerWaiters = new Map<string, (records: Buffer[]) => void>();
+  /** Bytes of ledger records received from peers while catching up (status and tests). */
+  readonly transfer = { ledgerRecords: 0, ledgerBytes: 0, rejectedRecords: 0 };
   private stopping = false;
   private readsRunning = 0;
   private readonly readQueue: Array<() => void> = [];
@@ -210,7 +221,7 @@ export class HpNode extends EventEmitter {
       }
       this.net = net;
     }
-    this.log.info(`ledger at seq ${last.seqNo} (${last.hash.toString('hex').slice(0, 12)}), state root ${this.rw.root.slice(0, 12)}, UNL of ${this.unlHex.length} at ${c.consensus.threshold} % (quorum ${this.core.quorum}), roundtime ${c.consensus.roundtime} ms${lock ? `, locked on seq ${lock.seqNo}` : ''}`);
+    this.log.info(`ledger at seq ${last.seqNo} (${last.hash.toString('hex').slice(0, 12)}), state root ${this.rw.root.slice(0, 12)}, UNL of ${this.unlHex.length} at ${c.consensus.threshold} % (quorum ${this.core.quorum}), roundtime ${c.consensus.roundtime} ms${lock && lock.seqNo === last.seqNo + 1 ? `, locked on a value for seq ${lock.seqNo}` : ''}`);
     if (recovered.reexecute) {
       this.log.info(`ledger ${last.seqNo} closed but its execution was not committed before the node stopped: running it again`);
       this.startExecution({ seqNo: last.seqNo, hash: last.hash, timestampMs: last.timestampMs, users: last.users, inputs: last.inputs });
@@ -226,6 +237,8 @@ export class HpNode extends EventEmitter {
     this.tickTimer = this.gossipTimer = null;
     for (const w of this.outputWaits) w.check();
     this.outputWaits.clear();
+    for (const w of this.ledgerWaiters.values()) w([]);
+    await this.catchingUp;
     await this.running?.done;
     await this.net?.stop();
     await this.ro?.close();
@@ -284,7 +297,7 @@ export class HpNode extends EventEmitter {
   private scheduleTick(): void {
     if (this.stopping) return;
     // +1 ms lands inside the next stage rather than on its boundary.
-    const delay = Math.max(0, this.core.nextTickAt() - Date.now()) + 1;
+    const delay = this.paused ? this.config.contract.consensus.roundtime / 4 : Math.max(0, this.core.nextTickAt() - Date.now()) + 1;
     this.tickTimer = setTimeout(() => {
       this.tickTimer = null;
       this.dispatch({ type: 'tick', nowMs: Date.now() });
@@ -294,7 +307,7 @@ export class HpNode extends EventEmitter {
 
   /** Feeds the core; actions may loop events back (own votes), which queue behind this one. */
   private dispatch(ev: ConsensusEvent): void {
-    if (this.stopping) return;
+    if (this.stopping || this.paused) return;
     this.queue.push(ev);
     if (this.draining) return;
     this.draining = true;
@@ -369,12 +382,24 @@ export class HpNode extends EventEmitter {
   /** Ledger/state sync is the sync feature's job; until then say once, clearly, what is wrong. */
   private syncNeeded(r: SyncRequest): void {
     this.emit('sync_needed', r);
+    if (r.reason !== 'state' && r.reason !== 'fork' && this.net && !this.catchingUp) {
+      this.catchingUp = this.catchUp(r)
+        .catch((err) => this.log.warn(`catching up to ledger ${r.targetSeqNo} failed: ${(err as Error).message}`))
+        .finally(() => {
+          this.catchingUp = null;
+        });
+    }
     const key = `${r.reason}:${r.targetSeqNo}`;
     if (this.syncLogged.has(key)) return;
     if (this.syncLogged.size > 64) this.syncLogged.clear();
     this.syncLogged.add(key);
-    this.log.warn(`out of sync (${r.reason}): the quorum is at ledger ${r.targetSeqNo}, this node closed ${r.lcl.seqNo}; it keeps following and relaying but does not vote on state until it is repaired`);
+    if (r.reason === 'state' || r.reason === 'fork') {
+      this.log.warn(`out of sync (${r.reason}): the quorum's ${r.reason === 'state' ? 'state' : 'ledger'} at ${r.targetSeqNo} differs from ours; this node keeps following and relaying but does not vote on state until it is repaired`);
+    } else {
+      this.log.info(`behind (${r.reason}): the quorum is at ledger ${r.targetSeqNo}, this node closed ${r.lcl.seqNo}; fetching the certified ledgers from peers`);
+    }
   }
+
 
   // ---- closing ledgers ----------------------------------------------------------------------------
 
@@ -410,15 +435,13 @@ export class HpNode extends EventEmitter {
   }
 
   private append(ledger: ClosedLedger, inputs: LedgerInput[], prev: ExecutionResult | null): boolean {
-    const n = ledger.header.seqNo;
-    const record: LedgerRecord = {
-      ...ledger.header,
-      hash: ledger.hash,
-      users: ledger.users,
-      inputs,
-      outputs: (prev?.users ?? []).map((u) => ({ pubkey: u.user, hash: u.hash, blobs: u.outputs })),
-      quorum: ledger.quorum,
-    };
+    return this.appendRecord({ ...ledger.header, hash: ledger.hash, users: ledger.users, inputs, outputs: [], quorum: ledger.quorum }, prev);
+  }
+
+  /** Appends a certified ledger with the outputs of `prev` (our execution of the one before). */
+  private appendRecord(rec: LedgerRecord, prev: ExecutionResult | null): boolean {
+    const n = rec.seqNo;
+    const record: LedgerRecord = { ...rec, outputs: (prev?.users ?? []).map((u) => ({ pubkey: u.user, hash: u.hash, blobs: u.outputs })) };
     try {
       this.ledger.append(record);
     } catch (err) {
@@ -427,16 +450,16 @@ export class HpNode extends EventEmitter {
       this.fail(`cannot append ledger ${n}: ${(err as Error).message}`);
       return false;
     }
-    for (const i of inputs) {
+    for (const i of record.inputs) {
       this.pool.noteLedgerInput(i.pubkey.toString('hex'), i.nonce);
-      this.emit('input_status', { user: i.pubkey, inputHash: i.hash, status: 'accepted', ledgerSeqNo: n, ledgerHash: ledger.hash });
+      this.emit('input_status', { user: i.pubkey, inputHash: i.hash, status: 'accepted', ledgerSeqNo: n, ledgerHash: record.hash });
     }
     for (const expired of this.pool.expire(n)) {
       this.emit('input_status', { user: expired.user, inputHash: expired.hash, status: 'rejected', reason: 'max_ledger_expired' });
     }
-    if (prev) this.deliverOutputs(n, ledger.hash, prev);
+    if (prev) this.deliverOutputs(n, record.hash, prev);
     this.emit('ledger_created', record);
-    this.log.info(`ledger ${n} ${ledger.hash.toString('hex').slice(0, 12)} inputs=${inputs.length} signers=${ledger.quorum.length} state=${ledger.header.stateHash.toString('hex').slice(0, 12)}`);
+    this.log.info(`ledger ${n} ${record.hash.toString('hex').slice(0, 12)} inputs=${record.inputs.length} signers=${record.quorum.length} state=${record.stateHash.toString('hex').slice(0, 12)}`);
     return true;
   }
 
@@ -474,21 +497,142 @@ export class HpNode extends EventEmitter {
 
   // ---- executions ---------------------------------------------------------------------------------
 
-  private startExecution(l: LedgerToRun): void {
+  /** Runs one ledger's execution; `running` marks it until it ends, whatever the outcome. */
+  private runExecution(l: LedgerToRun): Promise<RoundTimings> {
     const run = { seqNo: l.seqNo, exec: null as ContractExecution | null, done: Promise.resolve() };
     this.running = run;
-    run.done = this.execute(l, run)
-      .then((timings) => {
-        this.running = null;
+    const p = this.execute(l, run).finally(() => {
+      if (this.running === run) this.running = null;
+    });
+    run.done = p.then(() => undefined, () => undefined);
+    return p;
+  }
+
+  /** An execution the core asked for: its result goes back to the core. */
+  private startExecution(l: LedgerToRun): void {
+    this.runExecution(l).then(
+      (timings) => {
         const done = this.results.get(l.seqNo)!;
         this.dispatch({ type: 'executionDone', seqNo: l.seqNo, outputRoot: done.result.outputRoot, stateRoot: done.result.stateRoot, configHash: done.configHash });
         this.flushClosing();
         this.emit('round', timings);
-      })
-      .catch((err) => {
-        this.running = null;
-        this.fail(`ledger ${l.seqNo}: execution failed: ${(err as Error).message}`);
-      });
+      },
+      (err) => this.fail(`ledger ${l.seqNo}: execution failed: ${(err as Error).message}`),
+    );
+  }
+
+  // ---- catching up: certified ledgers from peers, replayed in order ---------------------------------
+
+  /**
+   * Fetches the ledgers this node missed (down, stopped, cut off), verifies each against our chain
+   * and its quorum certificate, appends it and runs it, checking that our execution of each one
+   * produced what the next one certifies. The consensus core is paused meanwhile and told the
+   * outcome at the end (syncDone). A divergent state cannot be repaired by replay: that stops the
+   * catch-up, and the core marks the node desync (state sync repairs it).
+   */
+  private async catchUp(r: SyncRequest): Promise<void> {
+    while (this.running) await this.running.done;
+    if (this.stopping) return;
+    this.paused = true;
+    const appended: Buffer[] = [];
+    const t0 = Date.now();
+    const startSeq = this.ledger.last().seqNo;
+    const peers = r.peers.map((p) => p.toString('hex'));
+    try {
+      let attempt = 0;
+      while (!this.stopping && this.ledger.last().seqNo < r.targetSeqNo && attempt < 2 * Math.max(1, peers.length) + 2) {
+        const tip = this.ledger.last();
+        const connected = this.net!.connectedPeers();
+        const candidates = peers.filter((p) => connected.includes(p));
+        const from = candidates.length > 0 ? candidates : connected;
+        if (from.length === 0) throw new Error('no peer connected');
+        const peer = from[attempt % from.length];
+        const to = Math.min(r.targetSeqNo, tip.seqNo + MAX_LEDGERS_PER_REQUEST);
+        const raw = await this.requestLedgers(peer, tip.seqNo + 1, to);
+        const ok = await this.applyLedgers(peer, raw, appended);
+        if (ok === 'diverged') break;
+        if (ok === 'none') attempt++;
+      }
+    } finally {
+      this.paused = false;
+    }
+    if (this.stopping) return;
+    const last = this.ledger.last();
+    const executed = this.results.get(last.seqNo);
+    if (appended.length > 0) this.log.info(`caught up ${startSeq} → ${last.seqNo} (${appended.length} ledgers replayed, ${this.transfer.ledgerBytes} bytes fetched in total) in ${Date.now() - t0} ms`);
+    this.dispatch({
+      type: 'syncDone',
+      lcl: { seqNo: last.seqNo, hash: last.hash, timestampMs: last.timestampMs },
+      result: executed ? { outputRoot: executed.result.outputRoot, stateRoot: executed.result.stateRoot, configHash: executed.configHash } : null,
+      inputsInLedgers: appended,
+    });
+    // Inputs admitted while the core was paused: offer them again.
+    const held = this.pool.all().filter((i) => i.maxLedgerSeqNo > last.seqNo).map(candidateOf);
+    if (held.length > 0) this.dispatch({ type: 'inputsAvailable', inputs: held });
+  }
+
+  private requestLedgers(peer: string, from: number, to: number): Promise<Buffer[]> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => done([]), LEDGER_REQUEST_TIMEOUT_MS);
+      const done = (records: Buffer[]) => {
+        clearTimeout(timer);
+        if (this.ledgerWaiters.get(peer) === done) this.ledgerWaiters.delete(peer);
+        resolve(records);
+      };
+      this.ledgerWaiters.get(peer)?.([]);
+      this.ledgerWaiters.set(peer, done);
+      if (!this.net?.sendTo(peer, KIND.getLedgers, encodeGetLedgers(from, to), { context: 'sync' })) done([]);
+    });
+  }
+
+  /** Verifies, appends and replays fetched records in order; stops at the first bad one. */
+  private async applyLedgers(peer: string, raw: Buffer[], appended: Buffer[]): Promise<'some' | 'none' | 'diverged'> {
+    const rules = { contractId: this.contractId, unl: new Set(this.unlHex), quorum: this.core.quorum };
+    let applied = 0;
+    for (const bytes of raw) {
+      if (this.stopping) break;
+      const tip = this.ledger.last();
+      const rec = decodeOrError(bytes);
+      if (rec instanceof Error) {
+        this.transfer.rejectedRecords++;
+        this.log.warn(`peer ${peer.slice(0, 10)} sent an undecodable ledger record: ${rec.message}`);
+        break;
+      }
+      if (rec.seqNo <= tip.seqNo) continue;
+      const problem = fetchedRecordProblem(rec, tip, rules);
+      if (problem) {
+        this.transfer.rejectedRecords++;
+        this.log.warn(`peer ${peer.slice(0, 10)} sent a ledger that fails verification: ${problem}`);
+        break;
+      }
+      this.transfer.ledgerRecords++;
+      this.transfer.ledgerBytes += bytes.length;
+      const prev = this.results.get(rec.seqNo - 1);
+      if (!prev || !prev.result.outputRoot.equals(rec.outputHash)) {
+        this.log.warn(`ledger ${rec.seqNo} certifies output root ${rec.outputHash.toString('hex').slice(0, 12)} for ledger ${rec.seqNo - 1}, ours is ${prev ? prev.result.outputRoot.toString('hex').slice(0, 12) : 'unknown'}: our state diverged, replay stops here (state sync repairs it)`);
+        return 'diverged';
+      }
+      for (const i of rec.inputs) this.pool.take([i.hash.toString('hex')]);
+      if (!this.appendRecord({ ...rec, outputs: [] }, prev.result)) return 'diverged';
+      for (const i of rec.inputs) appended.push(orderedHash(i.nonce, i.hash));
+      applied++;
+      await this.runExecution({ seqNo: rec.seqNo, hash: rec.hash, timestampMs: rec.timestampMs, users: rec.users, inputs: rec.inputs });
+    }
+    return applied > 0 ? 'some' : 'none';
+  }
+
+  private onGetLedgers(m: PeerMessage): void {
+    if (m.context !== 'sync') throw new Error('ledger requests must be signed in context "sync"');
+    const { from, to } = decodeGetLedgers(m.body);
+    const out: Buffer[] = [];
+    let bytes = 0;
+    for (let s = from; s <= Math.min(to, this.ledger.last().seqNo); s++) {
+      const rec = encodeRecord(this.ledger.get(s)!);
+      if (out.length > 0 && bytes + rec.length > MAX_LEDGER_REPLY_BYTES) break;
+      out.push(rec);
+      bytes += rec.length;
+    }
+    this.net?.sendTo(m.author, KIND.ledgers, encodeLedgers(out), { context: 'sync' });
   }
 
   private async execute(l: LedgerToRun, run: { exec: ContractExecution | null }): Promise<RoundTimings> {
@@ -620,6 +764,10 @@ export class HpNode extends EventEmitter {
         }
         case KIND.npl:
           return this.onNplMessage(m);
+        case KIND.getLedgers:
+          return this.onGetLedgers(m);
+        case KIND.ledgers:
+          return this.ledgerWaiters.get(m.author)?.(decodeLedgers(m.body));
         default:
           this.log.debug(`peer ${m.author.slice(0, 10)}: unknown message kind ${m.kind}`);
       }
@@ -794,9 +942,21 @@ export class HpNode extends EventEmitter {
 }
 
 /** nonce (u64 BE) ‖ input hash: the consensus orders inputs by these bytes (HotPocket's order). */
-function candidateOf(i: PendingInput) {
+function orderedHash(nonce: bigint, hash: Buffer): Buffer {
   const h = Buffer.alloc(40);
-  h.writeBigUInt64BE(i.nonce, 0);
-  i.hash.copy(h, 8);
-  return { hash: h, user: i.user, maxLedgerSeqNo: i.maxLedgerSeqNo };
+  h.writeBigUInt64BE(nonce, 0);
+  hash.copy(h, 8);
+  return h;
+}
+
+function candidateOf(i: PendingInput) {
+  return { hash: orderedHash(i.nonce, i.hash), user: i.user, maxLedgerSeqNo: i.maxLedgerSeqNo };
+}
+
+function decodeOrError(bytes: Buffer): LedgerRecord | Error {
+  try {
+    return decodeRecord(bytes);
+  } catch (err) {
+    return err as Error;
+  }
 }

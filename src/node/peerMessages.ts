@@ -9,6 +9,8 @@
 //   hpn.getin   {h: [input hash, …]}                             "send me these input bodies"
 //   hpn.osig    {s: seqNo, r: output root, g: sig}               HotPocket-format output root signature
 //   hpn.npl     {s: seqNo, d: bytes}                             contract-to-contract message, context 'npl'
+//   hpn.getlgr  {f: from seq, t: to seq}                         "send me these ledgers", context 'sync'
+//   hpn.lgr     {r: [encoded ledger record, …]}                  the answer (ledger/ledgerCodec.ts), context 'sync'
 import { verifyIn } from '../crypto/domain';
 import { HASH_BYTES } from '../crypto/hash';
 import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from '../crypto/keys';
@@ -25,7 +27,13 @@ export const KIND = Object.freeze({
   getInputs: 'hpn.getin',
   outputSig: 'hpn.osig',
   npl: 'hpn.npl',
+  getLedgers: 'hpn.getlgr',
+  ledgers: 'hpn.lgr',
 });
+
+/** Ledgers per hpn.getlgr request; an answer also stops at MAX_LEDGER_REPLY_BYTES. */
+export const MAX_LEDGERS_PER_REQUEST = 64;
+export const MAX_LEDGER_REPLY_BYTES = 2 * 1024 * 1024;
 
 /**
  * Proposals always travel as raw bodies with the relay flag and nothing else, so the bytes a
@@ -117,6 +125,27 @@ export function decodeNpl(body: unknown, maxBytes: number): NplMessage {
   const data = bytes(field(body, 'd'), 'hpn.npl.d');
   if (data.length > maxBytes) throw new PeerBodyError(`hpn.npl.d is ${data.length} bytes, over ${maxBytes}`);
   return { seqNo: seq(field(body, 's'), 'hpn.npl.s'), data };
+}
+
+export function encodeGetLedgers(from: number, to: number): object {
+  return { f: from, t: to };
+}
+
+export function decodeGetLedgers(body: unknown): { from: number; to: number } {
+  const from = seq(field(body, 'f'), 'hpn.getlgr.f');
+  const to = seq(field(body, 't'), 'hpn.getlgr.t');
+  if (from < 1 || to < from || to - from >= MAX_LEDGERS_PER_REQUEST) throw new PeerBodyError(`hpn.getlgr needs 1 ≤ f ≤ t < f + ${MAX_LEDGERS_PER_REQUEST}`);
+  return { from, to };
+}
+
+export function encodeLedgers(records: Buffer[]): object {
+  return { r: records };
+}
+
+export function decodeLedgers(body: unknown): Buffer[] {
+  const list = field(body, 'r');
+  if (!Array.isArray(list) || list.length > MAX_LEDGERS_PER_REQUEST) throw new PeerBodyError(`hpn.lgr needs at most ${MAX_LEDGERS_PER_REQUEST} records`);
+  return list.map((r, n) => bytes(r, `hpn.lgr.r[${n}]`));
 }
 
 function field(body: unknown, name: string): unknown {
