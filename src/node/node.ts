@@ -650,7 +650,11 @@ export class HpNode extends EventEmitter {
         args: this.contractArgs({ readonly: false, timestamp: l.timestampMs, lclSeqNo: l.seqNo, lclHash: l.hash.toString('hex') }),
         users: [...byUser.entries()].map(([pubkeyHex, ins]) => ({ pubkeyHex, inputs: ins })),
         stderr: this.config.log.level === 'debug' ? 'inherit' : 'ignore',
-        onNplMessage: (data) => this.net?.broadcast(KIND.npl, encodeNpl({ seqNo: l.seqNo, data }), { relay: true, context: 'npl' }),
+        // HotPocket delivers a node's NPL message to every UNL member, itself included.
+        onNplMessage: (data) => {
+          this.net?.broadcast(KIND.npl, encodeNpl({ seqNo: l.seqNo, data }), { relay: true, context: 'npl' });
+          run.exec?.deliverNpl(this.keys.publicKey.toString('hex'), data);
+        },
       });
       for (const [author, data] of this.npl.get(l.seqNo) ?? []) run.exec.deliverNpl(author, data);
       this.dropNplUpTo(l.seqNo);
@@ -667,13 +671,15 @@ export class HpNode extends EventEmitter {
     let stateRoot = before;
     let configHash = this.currentConfigHash();
     // A contract killed by a signal or the timeout may have left state half-written: roll it back
-    // and drop its outputs, so every node that killed it ends in the same state.
-    if (res.timedOut || res.signal) {
+    // and drop its outputs, so every node that killed it ends in the same state. SIGINT is how
+    // the HotPocket SDK ends itself when told to (forceTerminate, used by NPL contracts): a
+    // deliberate exit, not a crash.
+    if (res.timedOut || (res.signal && res.signal !== 'SIGINT')) {
       this.log.warn(`ledger ${l.seqNo}: contract ${res.timedOut ? `timed out after ${this.config.contract.round_limits.exec_timeout} ms` : `died by ${res.signal}`}; state rolled back, outputs dropped`);
       await this.rw.rollback();
       outputs = new Map();
     } else {
-      if (res.exitCode !== 0) this.log.warn(`ledger ${l.seqNo}: contract exited with code ${res.exitCode}; its state and outputs are kept (HotPocket semantics)`);
+      if (res.exitCode !== 0 && !res.signal) this.log.warn(`ledger ${l.seqNo}: contract exited with code ${res.exitCode}; its state and outputs are kept (HotPocket semantics)`);
       const snap = await this.rw.commit([`/${PATCH_FILE}`]).catch((err: Error) => {
         throw new Error(`cannot commit the contract's state: ${err.message}`);
       });
