@@ -10,12 +10,13 @@
 // Inputs: users submit to any node; it checks the signature, admits the input and gossips it,
 // signed by its user, to the others. Outputs reach users when the next ledger closes, with the
 // UNL members' signatures of the output root that the upstream client verifies.
+import fs from 'node:fs';
 import path from 'node:path';
 import { EventEmitter } from 'node:events';
-import { NodeConfig } from '../config/nodeConfig';
+import { NodeConfig, writeConfig } from '../config/nodeConfig';
 import { ConsensusCore } from '../consensus/core';
 import { decodeAttestation, decodeProposalBody, encodeAttestation, encodeProposalBody } from '../consensus/proposalCodec';
-import type { ClosedLedger, ConsensusAction, ConsensusEvent, Evidence, SyncRequest, VoteStatus } from '../consensus/types';
+import type { ClosedLedger, ConsensusAction, ConsensusEvent, Evidence, PersistedLock, SyncRequest, VoteStatus } from '../consensus/types';
 import { signIn, verifyIn } from '../crypto/domain';
 import { KeyPair } from '../crypto/keys';
 import { runContract, startContract } from '../contract/executor';
@@ -41,6 +42,7 @@ import {
   encodeLedgers, encodeNpl, encodeOutputSig, KIND, MAX_INPUTS_PER_MESSAGE, MAX_LEDGER_REPLY_BYTES, MAX_LEDGERS_PER_REQUEST, polCertSignaturesValid,
   PROPOSAL_FLAGS, WireInput,
 } from './peerMessages';
+import { ConsensusSettings, consensusSettingsOf } from './patchConfig';
 import { ExecutionResult, finishExecution, finishExecutionFromUsers, proofFor } from './roundResult';
 
 export const HP_VERSION = '0.6.4';
@@ -72,6 +74,7 @@ export interface NodeEvents {
   ledger_created: LedgerRecord;
   vote_status: { voteStatus: VoteStatus };
   sync_needed: SyncRequest;
+  unl_change: { unl: string[] };
   round: RoundTimings;
 }
 
@@ -97,7 +100,9 @@ export class HpNode extends EventEmitter {
   private pool!: InputPool;
   private core!: ConsensusCore;
   private net: PeerNetwork | null = null;
-  private readonly unlHex: string[];
+  private unlHex: string[];
+  /** A patch.cfg the contract changed, applied when the ledger certifying it closes. */
+  private pendingSettings: { configHash: Buffer; settings: ConsensusSettings } | null = null;
   private readonly lockFile: LockFile;
   private readonly execFile: ExecFile;
   private readonly outputSigs: OutputSigBook;
@@ -192,15 +197,7 @@ export class HpNode extends EventEmitter {
     const lock = this.lockFile.load();
     const start = recovered.executed;
     if (start) this.remember(start);
-    this.core = new ConsensusCore(
-      { contractId: c.id, unl: this.unlHex.map((k) => Buffer.from(k, 'hex')), self: this.keys.publicKey, thresholdPercent: c.consensus.threshold, roundtimeMs: c.consensus.roundtime },
-      {
-        lcl: { seqNo: last.seqNo, hash: last.hash, timestampMs: last.timestampMs },
-        result: start ? { outputRoot: start.result.outputRoot, stateRoot: start.result.stateRoot, configHash: start.configHash } : null,
-        lock,
-        nowMs: Date.now(),
-      },
-    );
+    this.core = this.newCore(last, start, lock);
     if (this.needsPeers()) {
       const net = new PeerNetwork({
         contractId: c.id,
@@ -227,6 +224,46 @@ export class HpNode extends EventEmitter {
       this.startExecution({ seqNo: last.seqNo, hash: last.hash, timestampMs: last.timestampMs, users: last.users, inputs: last.inputs });
     }
     this.scheduleTick();
+  }
+
+  private newCore(last: LedgerRecord, executed: Executed | null | undefined, lock: PersistedLock | null): ConsensusCore {
+    const c = this.config.contract;
+    return new ConsensusCore(
+      { contractId: c.id, unl: this.unlHex.map((k) => Buffer.from(k, 'hex')), self: this.keys.publicKey, thresholdPercent: c.consensus.threshold, roundtimeMs: c.consensus.roundtime },
+      {
+        lcl: { seqNo: last.seqNo, hash: last.hash, timestampMs: last.timestampMs },
+        result: executed ? { outputRoot: executed.result.outputRoot, stateRoot: executed.result.stateRoot, configHash: executed.configHash } : null,
+        lock,
+        nowMs: Date.now(),
+      },
+    );
+  }
+
+  /**
+   * The contract changed the UNL, roundtime or threshold in patch.cfg, and ledger `at` (which
+   * certifies that patch.cfg) closed: every node switches here, so the consensus from the next seq
+   * on runs with the new settings. The new core sits out the round in progress, like a restart.
+   */
+  private reconfigure(s: ConsensusSettings, at: LedgerRecord): void {
+    const c = this.config.contract;
+    const unlChanged = s.unl.join() !== this.unlHex.join();
+    if (!unlChanged && s.roundtime === c.consensus.roundtime && s.threshold === c.consensus.threshold) return;
+    const lock = unlChanged ? null : this.core.lockedValue; // a proof of lock from the old UNL proves nothing
+    c.unl = s.unl;
+    c.consensus.roundtime = s.roundtime;
+    c.consensus.threshold = s.threshold;
+    this.unlHex = s.unl;
+    try {
+      writeConfig(this.paths.config, this.config);
+    } catch (err) {
+      this.log.error(`cannot save the new consensus settings to ${this.paths.config}: ${(err as Error).message}; a restart would use the old ones`);
+    }
+    this.core = this.newCore(at, this.results.get(at.seqNo), lock && lock.seqNo === at.seqNo + 1 ? lock : null);
+    if (this.tickTimer) clearTimeout(this.tickTimer);
+    this.tickTimer = null;
+    this.scheduleTick();
+    this.log.info(`ledger ${at.seqNo} certified a new patch.cfg: UNL of ${s.unl.length} at ${s.threshold} % (quorum ${this.core.quorum}), roundtime ${s.roundtime} ms${this.unlHex.includes(this.keys.publicKey.toString('hex')) ? '' : '; this node is no longer in the UNL and only observes'}`);
+    if (unlChanged) this.emit('unl_change', { unl: s.unl });
   }
 
   /** Stops after the running execution: no round is cut in half, the mounts are unmounted. */
@@ -459,6 +496,14 @@ export class HpNode extends EventEmitter {
     }
     if (prev) this.deliverOutputs(n, record.hash, prev);
     this.emit('ledger_created', record);
+    const p = this.pendingSettings;
+    if (p && record.configHash.equals(p.configHash)) {
+      this.pendingSettings = null;
+      // After the current dispatch: the core that closed this ledger finishes its batch first.
+      setImmediate(() => {
+        if (!this.stopping) this.reconfigure(p.settings, record);
+      });
+    }
     this.log.info(`ledger ${n} ${record.hash.toString('hex').slice(0, 12)} inputs=${record.inputs.length} signers=${record.quorum.length} state=${record.stateHash.toString('hex').slice(0, 12)}`);
     return true;
   }
@@ -685,7 +730,9 @@ export class HpNode extends EventEmitter {
       });
       stateRoot = Buffer.from(snap.root, 'hex');
       const patch = snap.hashes[`/${PATCH_FILE}`];
-      configHash = patch ? Buffer.from(patch, 'hex') : ZERO_HASH;
+      const newHash = patch ? Buffer.from(patch, 'hex') : ZERO_HASH;
+      if (!newHash.equals(configHash)) this.notePatch(l.seqNo, newHash);
+      configHash = newHash;
     }
     for (const u of res.truncatedUsers) this.log.warn(`ledger ${l.seqNo}: outputs to ${u.slice(0, 12)}… truncated at ${this.config.contract.round_limits.user_output_bytes} bytes`);
     this.finish(l.seqNo, outputs, stateRoot, configHash);
@@ -701,6 +748,22 @@ export class HpNode extends EventEmitter {
     const sig = result.unlSig[0][1];
     this.outputSigs.add(seqNo, this.keys.publicKey.toString('hex'), result.outputRoot, sig);
     this.net?.broadcast(KIND.outputSig, encodeOutputSig({ seqNo, root: result.outputRoot, sig }), { relay: true, context: 'proposal' });
+  }
+
+  /** The contract rewrote patch.cfg: read what it committed (the mount shows the new root now). */
+  private notePatch(seqNo: number, configHash: Buffer): void {
+    let settings: ConsensusSettings | string;
+    try {
+      settings = consensusSettingsOf(fs.readFileSync(path.join(this.rw.mountpoint, PATCH_FILE)));
+    } catch (err) {
+      settings = `cannot read it: ${(err as Error).message}`;
+    }
+    if (typeof settings === 'string') {
+      this.pendingSettings = null;
+      this.log.error(`ledger ${seqNo}: the contract changed patch.cfg, but ${settings}; the consensus keeps its current settings`);
+      return;
+    }
+    this.pendingSettings = { configHash, settings };
   }
 
   private remember(e: Executed): void {

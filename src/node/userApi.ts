@@ -9,7 +9,7 @@ export class NodeUserApi extends EventEmitter implements UserNodeApi {
 
   constructor(private readonly node: HpNode) {
     super();
-    for (const ev of ['input_status', 'contract_output', 'ledger_created', 'vote_status'] as const) node.on(ev, (e) => this.emit(ev, e));
+    for (const ev of ['input_status', 'contract_output', 'ledger_created', 'vote_status', 'unl_change'] as const) node.on(ev, (e) => this.emit(ev, e));
   }
 
   get contractId(): string {
