@@ -107,6 +107,8 @@ export class ConsensusCore {
   // status and sync
   private status: VoteStatus | null = null;
   private stateMismatch: ExecResult | null = null;
+  /** A certificate showed our state is wrong: no execution can fix that, only a sync (sticky until syncDone). */
+  private diverged = false;
   private syncing: { targetSeqNo: number; atMs: number } | null = null;
   private behindRounds = 0;
 
@@ -547,9 +549,11 @@ export class ConsensusCore {
         // The certified ledger says our state after seq-1 is wrong: executing on it would spread the error.
         this.log('warn', `ledger ${seqNo} certifies a state after ${seqNo - 1} that differs from ours; syncing state`);
         this.stateMismatch = expectedPrev;
+        this.diverged = true;
+        this.waitingExec = [];
         this.requestSync('state', seqNo, ledger.hash, null);
       }
-    } else {
+    } else if (!this.diverged) {
       this.waitingExec.push({ ledger, expectedPrev });
     }
   }
@@ -628,7 +632,7 @@ export class ConsensusCore {
   /** Stage 1/2 check of the previous stage's proposals: do we hear a quorum, and agree on the state? */
   private assessStatus(props: SignedCandidate[]): void {
     if (this.syncing) return this.setStatus('desync');
-    if (props.length < this.quorum) return this.setStatus(this.stateMismatch ? 'desync' : 'unreliable');
+    if (props.length < this.quorum) return this.setStatus(this.stateMismatch || this.diverged ? 'desync' : 'unreliable');
     const votes = new Map<string, { r: ExecResult; n: number }>();
     for (const p of props) {
       if (!p.result) continue;
@@ -649,7 +653,7 @@ export class ConsensusCore {
       this.requestSync('state', this.lcl.seqNo, this.lcl.hash, top.r);
       return;
     }
-    this.setStatus(this.stateMismatch ? 'desync' : 'synced');
+    this.setStatus(this.stateMismatch || this.diverged ? 'desync' : 'synced');
   }
 
   /**
@@ -727,6 +731,7 @@ export class ConsensusCore {
     this.executing = null;
     this.waitingExec = [];
     this.stateMismatch = null;
+    this.diverged = false;
     this.syncing = null;
     this.behindRounds = 0;
     this.inputs.consumeSynced(inputsInLedgers, this.lcl.seqNo);

@@ -123,6 +123,8 @@ export class HpNode extends EventEmitter {
   private readonly syncLogged = new Set<string>();
   /** Catching up: the core is paused (no events) while certified ledgers are fetched and replayed. */
   private catchingUp: Promise<void> | null = null;
+  /** Our state is known to differ from the quorum's: replaying ledgers cannot fix it (state sync can). */
+  private stateDiverged = false;
   private paused = false;
   private readonly ledgerWaiters = new Map<string, (records: Buffer[]) => void>();
   /** Bytes of ledger records received from peers while catching up (status and tests). */
@@ -419,7 +421,8 @@ export class HpNode extends EventEmitter {
   /** Ledger/state sync is the sync feature's job; until then say once, clearly, what is wrong. */
   private syncNeeded(r: SyncRequest): void {
     this.emit('sync_needed', r);
-    if (r.reason !== 'state' && r.reason !== 'fork' && this.net && !this.catchingUp) {
+    if (r.reason === 'state' || r.reason === 'fork') this.stateDiverged = true;
+    else if (this.net && !this.catchingUp && !this.stateDiverged) {
       this.catchingUp = this.catchUp(r)
         .catch((err) => this.log.warn(`catching up to ledger ${r.targetSeqNo} failed: ${(err as Error).message}`))
         .finally(() => {
@@ -595,7 +598,10 @@ export class HpNode extends EventEmitter {
         const to = Math.min(r.targetSeqNo, tip.seqNo + MAX_LEDGERS_PER_REQUEST);
         const raw = await this.requestLedgers(peer, tip.seqNo + 1, to);
         const ok = await this.applyLedgers(peer, raw, appended);
-        if (ok === 'diverged') break;
+        if (ok === 'diverged') {
+          this.stateDiverged = true;
+          break;
+        }
         if (ok === 'none') attempt++;
       }
     } finally {
@@ -603,7 +609,7 @@ export class HpNode extends EventEmitter {
     }
     if (this.stopping) return;
     const last = this.ledger.last();
-    const executed = this.results.get(last.seqNo);
+    const executed = this.stateDiverged ? undefined : this.results.get(last.seqNo);
     if (appended.length > 0) this.log.info(`caught up ${startSeq} → ${last.seqNo} (${appended.length} ledgers replayed, ${this.transfer.ledgerBytes} bytes fetched in total) in ${Date.now() - t0} ms`);
     this.dispatch({
       type: 'syncDone',
