@@ -538,24 +538,32 @@ export class ConsensusCore {
     }
   }
 
-  /** Executes a closed ledger once the result of its predecessor is known and matches its header. */
+  /** Queues a closed ledger for execution: it runs once the result of its predecessor is known. */
   private scheduleExecution(ledger: ClosedLedger, expectedPrev: ExecResult): void {
-    const seqNo = ledger.header.seqNo;
-    if (this.executing === null && this.waitingExec.length === 0 && this.exec && this.exec.seqNo === seqNo - 1) {
-      if (resultEquals(this.exec.result, expectedPrev)) {
-        this.executing = seqNo;
-        this.emit({ type: 'execute', ledger });
-      } else {
-        // The certified ledger says our state after seq-1 is wrong: executing on it would spread the error.
-        this.log('warn', `ledger ${seqNo} certifies a state after ${seqNo - 1} that differs from ours; syncing state`);
-        this.stateMismatch = expectedPrev;
-        this.diverged = true;
-        this.waitingExec = [];
-        this.requestSync('state', seqNo, ledger.hash, null);
-      }
-    } else if (!this.diverged) {
-      this.waitingExec.push({ ledger, expectedPrev });
+    if (this.diverged) return; // nothing built on a wrong state can be right
+    this.waitingExec.push({ ledger, expectedPrev });
+    this.pumpExecution();
+  }
+
+  /** Starts the next queued execution if nothing runs and its predecessor's result is ours and certified. */
+  private pumpExecution(): void {
+    if (this.executing !== null || !this.exec) return;
+    while (this.waitingExec.length > 0 && this.waitingExec[0].ledger.header.seqNo <= this.exec.seqNo) this.waitingExec.shift();
+    const next = this.waitingExec[0];
+    if (!next || next.ledger.header.seqNo !== this.exec.seqNo + 1) return;
+    this.waitingExec.shift();
+    const seqNo = next.ledger.header.seqNo;
+    if (resultEquals(this.exec.result, next.expectedPrev)) {
+      this.executing = seqNo;
+      this.emit({ type: 'execute', ledger: next.ledger });
+      return;
     }
+    // The certified ledger says our state after seq-1 is wrong: executing on it would spread the error.
+    this.log('warn', `ledger ${seqNo} certifies a state after ${seqNo - 1} that differs from ours; syncing state`);
+    this.stateMismatch = next.expectedPrev;
+    this.diverged = true;
+    this.waitingExec = [];
+    this.requestSync('state', seqNo, next.ledger.hash, null);
   }
 
   private onExecutionDone(seqNo: number, result: ExecResult): void {
@@ -568,12 +576,7 @@ export class ConsensusCore {
     if (!expected) return;
     this.exec = { seqNo, result };
     this.executing = null;
-    while (this.waitingExec.length > 0 && this.waitingExec[0].ledger.header.seqNo <= seqNo) this.waitingExec.shift();
-    const next = this.waitingExec[0];
-    if (next && next.ledger.header.seqNo === seqNo + 1) {
-      this.waitingExec.shift();
-      this.scheduleExecution(next.ledger, next.expectedPrev);
-    }
+    this.pumpExecution();
   }
 
   // ---- attestations (ledger-close signatures) ---------------------------------------------------
