@@ -11,6 +11,8 @@
 //   hpn.npl     {s: seqNo, d: bytes}                             contract-to-contract message, context 'npl'
 //   hpn.getlgr  {f: from seq, t: to seq}                         "send me these ledgers", context 'sync'
 //   hpn.lgr     {r: [encoded ledger record, …]}                  the answer (ledger/ledgerCodec.ts), context 'sync'
+//   hpn.getobj  {q: request id, h: [object hash, …]}             state objects (state/sync.ts), context 'sync'
+//   hpn.obj     {q: request id, o: [bytes | null, …]}            the answer, one entry per hash, context 'sync'
 import { verifyIn } from '../crypto/domain';
 import { HASH_BYTES } from '../crypto/hash';
 import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from '../crypto/keys';
@@ -29,7 +31,12 @@ export const KIND = Object.freeze({
   npl: 'hpn.npl',
   getLedgers: 'hpn.getlgr',
   ledgers: 'hpn.lgr',
+  getObjects: 'hpn.getobj',
+  objects: 'hpn.obj',
 });
+
+/** State objects per request: 32 blocks of 64 KiB keep an answer at 2 MiB. */
+export const MAX_OBJECTS_PER_REQUEST = 32;
 
 /** Ledgers per hpn.getlgr request; an answer also stops at MAX_LEDGER_REPLY_BYTES. */
 export const MAX_LEDGERS_PER_REQUEST = 64;
@@ -146,6 +153,26 @@ export function decodeLedgers(body: unknown): Buffer[] {
   const list = field(body, 'r');
   if (!Array.isArray(list) || list.length > MAX_LEDGERS_PER_REQUEST) throw new PeerBodyError(`hpn.lgr needs at most ${MAX_LEDGERS_PER_REQUEST} records`);
   return list.map((r, n) => bytes(r, `hpn.lgr.r[${n}]`));
+}
+
+export function encodeGetObjects(id: number, hashes: Buffer[]): object {
+  return { q: id, h: hashes };
+}
+
+export function decodeGetObjects(body: unknown): { id: number; hashes: Buffer[] } {
+  const list = field(body, 'h');
+  if (!Array.isArray(list) || list.length === 0 || list.length > MAX_OBJECTS_PER_REQUEST) throw new PeerBodyError(`hpn.getobj needs 1..${MAX_OBJECTS_PER_REQUEST} hashes`);
+  return { id: seq(field(body, 'q'), 'hpn.getobj.q'), hashes: list.map((h, n) => bytes(h, `hpn.getobj.h[${n}]`, HASH_BYTES)) };
+}
+
+export function encodeObjects(id: number, objects: Array<Buffer | null>): object {
+  return { q: id, o: objects };
+}
+
+export function decodeObjects(body: unknown): { id: number; objects: Array<Buffer | null> } {
+  const list = field(body, 'o');
+  if (!Array.isArray(list) || list.length > MAX_OBJECTS_PER_REQUEST) throw new PeerBodyError(`hpn.obj needs at most ${MAX_OBJECTS_PER_REQUEST} objects`);
+  return { id: seq(field(body, 'q'), 'hpn.obj.q'), objects: list.map((o, n) => (o === null ? null : bytes(o, `hpn.obj.o[${n}]`))) };
 }
 
 function field(body: unknown, name: string): unknown {

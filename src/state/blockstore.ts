@@ -272,7 +272,7 @@ export class ObjectStore {
   }
 
   /** Called by StoreTxn. */
-  finishTxn(txn: StoreTxn, outcome: { root: Buffer; meta: Omit<SnapshotInfo, 'root' | 'commit'>; added: Map<string, ObjectLocation>; packBytes: number } | null): SnapshotInfo | null {
+  finishTxn(txn: StoreTxn, outcome: { root: Buffer | null; meta: Omit<SnapshotInfo, 'root' | 'commit'>; added: Map<string, ObjectLocation>; packBytes: number } | null): SnapshotInfo | null {
     if (this.txn !== txn) throw new StoreError('transaction is not the open one');
     this.txn = null;
     if (!outcome) {
@@ -290,13 +290,15 @@ export class ObjectStore {
       fs.writeSync(this.indexFd, records, 0, records.length, this.head.indexBytes);
       fs.fdatasyncSync(this.indexFd);
     }
-    const snapshot: SnapshotInfo = { root: toHex(outcome.root), commit: this.head.commits + 1, ...outcome.meta };
-    const snapshots = [...this.head.snapshots, snapshot].slice(-Math.max(1, this.head.retainSnapshots));
+    // A null root stores objects without making a snapshot (sync checkpoints): durable, but
+    // unreachable until a snapshot that needs them is imported (gc may drop them before).
+    const snapshot: SnapshotInfo | null = outcome.root ? { root: toHex(outcome.root), commit: this.head.commits + 1, ...outcome.meta } : null;
+    const snapshots = snapshot ? [...this.head.snapshots, snapshot].slice(-Math.max(1, this.head.retainSnapshots)) : this.head.snapshots;
     this.writeHead({
       ...this.head,
       indexBytes: this.head.indexBytes + records.length,
       activePackBytes: outcome.packBytes,
-      commits: snapshot.commit,
+      commits: snapshot?.commit ?? this.head.commits,
       snapshots,
     });
     for (const [hex, loc] of outcome.added) {
@@ -661,10 +663,14 @@ export class StoreTxn {
     this.added.set(toHex(hash), { kind, pack: this.pack, offset, length });
   }
 
-  /** Appends an object unless the store already has it; returns its hash. */
-  put(kind: ObjectKind, content: Buffer): Buffer {
+  /**
+   * Appends an object unless the store already has it; returns its hash. `replace` stores it even
+   * so: a repaired copy of an object whose stored bytes were found corrupt (the index's last
+   * record for a hash wins, now and when the index is reloaded).
+   */
+  put(kind: ObjectKind, content: Buffer, replace = false): Buffer {
     const hash = hashObject(kind, content);
-    if (this.has(hash)) return hash;
+    if (this.has(hash) && !(replace && !this.added.has(toHex(hash)))) return hash;
     this.assertOpen();
     if (this.pendingBytes === 0) this.pendingStart = this.next;
     const offset = this.next;
@@ -699,6 +705,14 @@ export class StoreTxn {
     this.writePending();
     this.done = true;
     return this.store.finishTxn(this, { root, meta, added: this.added, packBytes: this.next })!;
+  }
+
+  /** Makes the objects put so far durable without a new snapshot, and ends the transaction. */
+  persist(): void {
+    this.assertOpen();
+    this.writePending();
+    this.done = true;
+    this.store.finishTxn(this, { root: null, meta: { timeMs: 0, bytes: 0, files: 0 }, added: this.added, packBytes: this.next });
   }
 
   abort(): void {
