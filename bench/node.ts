@@ -25,24 +25,20 @@ import os from 'node:os';
 import path from 'node:path';
 import { WebSocket } from 'ws';
 import { readConfig, writeConfig } from '../src/config/nodeConfig';
-import { generateKeyPair, KeyPair, sign } from '../src/crypto/keys';
+import { generateKeyPair, sign } from '../src/crypto/keys';
 import type { RoundTimings } from '../src/node/node';
 import { createNode } from '../src/node/nodeDir';
 import { cleanStaleMounts, fuseMountsUnder } from '../src/state/mounts';
+import { argValue, CONTRACT_ENV, ECHO_CONTRACT, fmtMs, fmtRate, fmtRejects, makeLog, markdown, p50, quantile, sleep } from './common';
 import type { RunnerMessage } from './nodeRunner';
-import { procStatusMiB, waitExit } from './processes';
+import { procStatusMiB, treeCpuSeconds, waitExit } from './processes';
+import { LedgerWindow, newLoadStats, openSockets as sockets, RawUser, wholeLedgers } from './rawUser';
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const HotPocket = require('hotpocket-js-client');
 HotPocket.setLogLevel(1);
 
 const QUICK = process.argv.includes('--quick');
-const argValue = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
-const REPO_ROOT = path.resolve(__dirname, '..', '..');
-const ECHO_CONTRACT = path.join(REPO_ROOT, 'examples', 'echo', 'contract');
-// The environment the node gives the contract (config contract.environment and nothing else): an
-// inherited NODE_EXTRA_CA_CERTS, say, would add tens of ms to every node start-up.
-const CONTRACT_ENV = { NODE_PATH: path.join(REPO_ROOT, 'node_modules') };
 
 const CFG = {
   roundtimeMs: 200,
@@ -66,20 +62,10 @@ const CFG = {
 
 // ---- plumbing: logging, stats, child processes, cleanup -----------------------------------------
 
-const startedAt = performance.now();
-const log = (msg: string) => process.stderr.write(`[node +${((performance.now() - startedAt) / 1000).toFixed(1)}s] ${msg}\n`);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function quantile(xs: number[], q: number): number {
-  if (!xs.length) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))];
-}
-const p50 = (xs: number[]) => quantile(xs, 0.5);
+const log = makeLog('node');
 
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'hp-bench-node-'));
 const runners = new Set<ChildProcess>();
-const sockets = new Set<WebSocket>();
 const officialClients = new Set<{ close(): Promise<void> }>();
 
 
@@ -144,29 +130,6 @@ function cleanup(): Promise<void> {
   return cleaning;
 }
 
-/** CPU seconds used so far by `pid` and every live descendant (reaped children via cutime/cstime). */
-function treeCpuSeconds(pid: number): number {
-  const tick = 100; // USER_HZ on Linux
-  const stats = new Map<number, { ppid: number; cpu: number }>();
-  for (const d of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const s = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-      const f = s.slice(s.lastIndexOf(')') + 2).split(' '); // f[0] = state (field 3)
-      stats.set(Number(d), { ppid: Number(f[1]), cpu: (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / tick });
-    } catch { /* exited meanwhile */ }
-  }
-  let total = 0;
-  const todo = [pid];
-  while (todo.length) {
-    const p = todo.pop()!;
-    total += stats.get(p)?.cpu ?? 0;
-    for (const [c, s] of stats) if (s.ppid === p) todo.push(c);
-  }
-  return total;
-}
-
-
 // ---- node directories ---------------------------------------------------------------------------
 
 async function makeNodeDir(name: string, roundtimeMs: number): Promise<string> {
@@ -207,147 +170,14 @@ async function spawnBaselines(): Promise<{ trueMs: number[]; nodeMs: number[] }>
   return { trueMs, nodeMs };
 }
 
-// ---- the raw client (throughput) ----------------------------------------------------------------
-
-interface LoadStats {
-  counting: boolean;
-  accepted: number;
-  rejected: Map<string, number>;
-  outputs: number;
-  badOutputs: number;
-  outputLatMs: number[]; // submit -> contract_output holding its echo, counted inputs only
-  lcl: number;
-  acceptedByLedger: Map<number, number>; // ledger seq -> inputs accepted into it (all, not only counted)
-  outputsByLedger: Map<number, number>; // ledger seq -> outputs delivered with it
-  ledgerAt: Map<number, number>; // ledger seq -> when client 0 heard ledger_created
-}
-
-/**
- * A HotPocket 0.6 user over wss:// in the JSON protocol, as src/users/handshake.ts expects it:
- * user_challenge -> user_challenge_response (signed challenge, our own server_challenge) ->
- * server_challenge_response; then signed contract_input messages, binary frames throughout.
- */
-class RawUser {
-  private readonly keys: KeyPair = generateKeyPair();
-  private readonly pubkeyHex = this.keys.publicKey.toString('hex');
-  private ws!: WebSocket;
-  private nonce = 0;
-  inFlight = 0;
-  private readonly sentAt = new Map<number, number>(); // nonce -> submit time
-  private readonly counted = new Set<number>(); // nonces submitted while counting
-  onStatus: () => void = () => undefined;
-
-  constructor(readonly id: number, private readonly stats: LoadStats) {}
-
-  connect(url: string, subscribeLedger: boolean): Promise<void> {
-    this.ws = new WebSocket(url, { rejectUnauthorized: false, perMessageDeflate: false });
-    sockets.add(this.ws);
-    this.ws.on('close', () => sockets.delete(this.ws));
-    this.ws.on('error', () => undefined); // followed by 'close'; an unhandled one would crash us
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`client ${this.id}: handshake timeout`)), 15_000);
-      this.ws.once('error', (err) => reject(new Error(`client ${this.id}: ${err.message}`)));
-      this.ws.once('close', (code, reason) => reject(new Error(`client ${this.id}: closed (${code}) ${reason}`)));
-      let stage = 0;
-      this.ws.on('message', (data: Buffer) => {
-        const m = JSON.parse(data.toString('utf8'));
-        if (stage === 0 && m.type === 'user_challenge') {
-          stage = 1;
-          const sig = sign(Buffer.from(m.challenge, 'utf8'), this.keys.secretKey);
-          const resp = { type: 'user_challenge_response', sig: sig.toString('hex'), pubkey: this.pubkeyHex, server_challenge: crypto.randomBytes(8).toString('hex'), protocol: 'json' };
-          this.ws.send(Buffer.from(JSON.stringify(resp)), { binary: true });
-        } else if (stage === 1 && m.type === 'server_challenge_response') {
-          stage = 2;
-          clearTimeout(timer);
-          if (subscribeLedger) this.send({ type: 'subscription', channel: 'ledger_event', enabled: true });
-          this.send({ type: 'lcl' });
-          resolve();
-        } else if (stage === 2) this.onMessage(m);
-      });
-    });
-  }
-
-  private send(msg: unknown): void {
-    this.ws.send(Buffer.from(JSON.stringify(msg)), { binary: true });
-  }
-
-  submit(): void {
-    const nonce = ++this.nonce;
-    const container = JSON.stringify({ input: `u${this.id}-${nonce}`, nonce, max_ledger_seq_no: this.stats.lcl + 10 });
-    const sig = sign(Buffer.from(container, 'utf8'), this.keys.secretKey);
-    this.sentAt.set(nonce, performance.now());
-    if (this.stats.counting) this.counted.add(nonce);
-    this.inFlight++;
-    this.send({ type: 'contract_input', input_container: container, sig: sig.toString('hex') });
-  }
-
-  private onMessage(m: Record<string, any>): void {
-    const st = this.stats;
-    switch (m.type) {
-      case 'contract_input_status': {
-        this.inFlight--;
-        if (st.counting) {
-          if (m.status === 'accepted') st.accepted++;
-          else st.rejected.set(m.reason, (st.rejected.get(m.reason) ?? 0) + 1);
-        }
-        if (m.status === 'accepted' && typeof m.ledger_seq_no === 'number') {
-          st.lcl = Math.max(st.lcl, m.ledger_seq_no);
-          st.acceptedByLedger.set(m.ledger_seq_no, (st.acceptedByLedger.get(m.ledger_seq_no) ?? 0) + 1);
-        }
-        this.onStatus();
-        break;
-      }
-      case 'contract_output': {
-        const now = performance.now();
-        if (st.counting) st.outputs += m.outputs.length;
-        st.outputsByLedger.set(m.ledger_seq_no, (st.outputsByLedger.get(m.ledger_seq_no) ?? 0) + m.outputs.length);
-        for (const o of m.outputs as unknown[]) {
-          const mm = typeof o === 'string' ? /^Echoing: u\d+-(\d+)$/.exec(o) : null;
-          if (!mm) {
-            st.badOutputs++;
-            continue;
-          }
-          const nonce = Number(mm[1]);
-          const t = this.sentAt.get(nonce);
-          this.sentAt.delete(nonce);
-          if (t !== undefined && this.counted.delete(nonce) && st.counting) st.outputLatMs.push(now - t);
-        }
-        break;
-      }
-      case 'ledger_event':
-        if (m.event === 'ledger_created') {
-          st.lcl = Math.max(st.lcl, m.ledger.seq_no);
-          st.ledgerAt.set(m.ledger.seq_no, performance.now());
-        }
-        break;
-      case 'lcl_response':
-        st.lcl = Math.max(st.lcl, m.ledger_seq_no);
-        break;
-    }
-  }
-
-  close(): Promise<void> {
-    if (this.ws.readyState === WebSocket.CLOSED) return Promise.resolve();
-    return new Promise((resolve) => {
-      const t = setTimeout(() => {
-        this.ws.terminate();
-        resolve();
-      }, 2000);
-      this.ws.once('close', () => {
-        clearTimeout(t);
-        resolve();
-      });
-      this.ws.close();
-    });
-  }
-}
+// ---- throughput (the raw client: bench/rawUser.ts) -----------------------------------------------
 
 interface LoadResult {
   seconds: number;
   accepted: number; // statuses received inside the window
   outputs: number;
   /** Per ledger: inputs accepted into (and outputs delivered with) the ledgers closed in the window. */
-  ledgers: { from: number; to: number; spanS: number; accepted: number; outputs: number } | null;
+  ledgers: LedgerWindow | null;
   badOutputs: number;
   rejected: Map<string, number>;
   outputLatMs: number[];
@@ -358,10 +188,7 @@ interface LoadResult {
 }
 
 async function throughput(node: Runner): Promise<LoadResult> {
-  const stats: LoadStats = {
-    counting: false, accepted: 0, rejected: new Map(), outputs: 0, badOutputs: 0, outputLatMs: [], lcl: 0,
-    acceptedByLedger: new Map(), outputsByLedger: new Map(), ledgerAt: new Map(),
-  };
+  const stats = newLoadStats();
   const users = Array.from({ length: CFG.loadClients }, (_, i) => new RawUser(i, stats));
   log(`throughput: connecting ${users.length} raw clients`);
   await Promise.all(users.map((u, i) => u.connect(node.url, i === 0)));
@@ -395,21 +222,7 @@ async function throughput(node: Runner): Promise<LoadResult> {
   running = false;
   const t1 = performance.now();
   await sleep(500); // statuses and outputs of the last ledger in the window are on their way
-  // Steady-state rate from whole ledgers: those closed inside the window, first one excluded (its
-  // inputs arrived before it), over the time between the first and the last close.
-  const closed = [...stats.ledgerAt].filter(([, at]) => at >= t0 && at <= t1).sort((a, b) => a[0] - b[0]);
-  let ledgers: LoadResult['ledgers'] = null;
-  if (closed.length >= 2) {
-    const [from, fromAt] = closed[0];
-    const [to, toAt] = closed[closed.length - 1];
-    let accepted = 0;
-    let outputs = 0;
-    for (let l = from + 1; l <= to; l++) {
-      accepted += stats.acceptedByLedger.get(l) ?? 0;
-      outputs += stats.outputsByLedger.get(l) ?? 0;
-    }
-    ledgers = { from, to, spanS: (toAt - fromAt) / 1000, accepted, outputs };
-  }
+  const ledgers = wholeLedgers(stats, t0, t1);
   const result: LoadResult = {
     seconds, ledgers, accepted: stats.accepted, outputs: stats.outputs, badOutputs: stats.badOutputs, rejected: new Map(stats.rejected),
     outputLatMs: [...stats.outputLatMs], nodeCpuS, benchCpuS: (b.user + b.system) / 1e6, roundsFrom, roundsTo,
@@ -550,22 +363,12 @@ function loadRates(load: LoadResult): { accepted: number; outputs: number; basis
 
 // ---- the table ----------------------------------------------------------------------------------
 
-const fmtMs = (x: number) => (Number.isNaN(x) ? '—' : x >= 100 ? `${x.toFixed(0)} ms` : x >= 10 ? `${x.toFixed(1)} ms` : `${x.toFixed(2)} ms`);
-const fmtRate = (x: number) => `${Math.round(x).toLocaleString('en-US')}/s`;
-const fmtRejects = (m: Map<string, number>) => (m.size ? [...m].map(([r, n]) => `${r} ${n}`).join(', ') : 'none');
-
 type SplitKey = keyof RoundTimings | 'overhead' | 'other';
 function roundSplit(rounds: RoundTimings[], key: SplitKey): { med: number; p95: number } {
   const xs = rounds.map((r) =>
     key === 'overhead' ? r.totalMs - r.execMs : key === 'other' ? r.totalMs - r.spawnMs - r.execMs - r.commitMs : (r[key] as number),
   );
   return { med: p50(xs), p95: quantile(xs, 0.95) };
-}
-
-function markdown(head: string[], body: string[][]): string {
-  const widths = head.map((h, c) => Math.max(h.length, ...body.map((row) => row[c].length)));
-  const line = (cells: string[]) => `| ${cells.map((x, c) => x.padEnd(widths[c])).join(' | ')} |`;
-  return [line(head), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...body.map(line)].join('\n');
 }
 
 async function main(): Promise<void> {
