@@ -16,7 +16,7 @@ import { EventEmitter } from 'node:events';
 import { NodeConfig, writeConfig } from '../config/nodeConfig';
 import { ConsensusCore } from '../consensus/core';
 import { decodeAttestation, decodeProposalBody, encodeAttestation, encodeProposalBody } from '../consensus/proposalCodec';
-import type { ClosedLedger, ConsensusAction, ConsensusEvent, Evidence, PersistedLock, SyncRequest, VoteStatus } from '../consensus/types';
+import type { CandidateInput, ClosedLedger, ConsensusAction, ConsensusEvent, Evidence, PersistedLock, SyncRequest, VoteStatus } from '../consensus/types';
 import { signIn, verifyIn } from '../crypto/domain';
 import { KeyPair } from '../crypto/keys';
 import { runContract, startContract } from '../contract/executor';
@@ -27,9 +27,10 @@ import { fetchedRecordProblem } from '../ledger/sync';
 import type { LedgerInput, LedgerRecord } from '../ledger/ledgerHash';
 import { signedPayload } from '../p2p/envelope';
 import { PeerNetwork } from '../p2p/network';
+import { FLAG_RELAY } from '../p2p/wire';
 import type { PeerMessage } from '../p2p/network';
 import { ObjectStore } from '../state/blockstore';
-import { corruptObjects, syncState } from '../state/sync';
+import { corruptObjects, StateSyncProgress, syncState } from '../state/sync';
 import { TokenBucket } from '../p2p/rate';
 import { StatefsMount } from '../state/statefsClient';
 import { checkSignedInput } from '../users/inputs';
@@ -54,7 +55,7 @@ const KEEP_RESULTS = 4;
 /** NPL messages buffered for executions that have not started yet (a peer may be a little ahead). */
 const MAX_NPL_BUFFERED = 4096;
 /** Gossip batching: inputs admitted within this many ms travel in one message. */
-const GOSSIP_BATCH_MS = 2;
+const GOSSIP_BATCH_MS = 20;
 /** Bytes of input containers per gossip message. */
 const GOSSIP_BATCH_BYTES = 1024 * 1024;
 /** How long a catch-up waits for one peer's ledgers before asking another. */
@@ -122,6 +123,8 @@ export class HpNode extends EventEmitter {
   private draining = false;
   private tickTimer: NodeJS.Timeout | null = null;
   private gossip: WireInput[] = [];
+  /** Admitted inputs not yet offered to the core, with when they arrived here. */
+  private offers: Array<{ at: number; inputs: CandidateInput[] }> = [];
   private gossipBytes = 0;
   private gossipTimer: NodeJS.Timeout | null = null;
   private readonly outputWaits = new Set<{ seqNo: number; check: () => boolean }>();
@@ -142,6 +145,9 @@ export class HpNode extends EventEmitter {
   private readonly objectWaiters = new Map<number, { peer: string; done: (objects: Array<Buffer | null>) => void }>();
   private nextObjectRequest = 1;
   private stopping = false;
+  private statusTimer: NodeJS.Timeout | null = null;
+  /** The state sync in progress, for status and progress lines. */
+  private syncProgress: (StateSyncProgress & { target: string; startedAt: number }) | null = null;
   private readsRunning = 0;
   private readonly readQueue: Array<() => void> = [];
 
@@ -235,6 +241,41 @@ export class HpNode extends EventEmitter {
       this.startExecution({ seqNo: last.seqNo, hash: last.hash, timestampMs: last.timestampMs, users: last.users, inputs: last.inputs });
     }
     this.scheduleTick();
+    this.statusTimer = setInterval(() => this.writeStatus(), 1000);
+    this.writeStatus();
+  }
+
+  /** What `hp-node status` shows: position, votes, peers, and what catching up and syncing moved. */
+  statusReport(): object {
+    const last = this.ledger.last();
+    const sync = this.syncProgress;
+    return {
+      pid: process.pid,
+      updated: new Date().toISOString(),
+      publicKey: this.keys.publicKey.toString('hex'),
+      lcl: { seqNo: last.seqNo, hash: last.hash.toString('hex'), timestampMs: last.timestampMs },
+      stateRoot: this.rw?.root,
+      voteStatus: this.status,
+      unl: this.unlHex,
+      quorum: this.core.quorum,
+      roundtimeMs: this.config.contract.consensus.roundtime,
+      peers: this.net ? this.net.connectedPeers() : [],
+      transfer: this.transfer,
+      sync: sync
+        ? { target: sync.target, objectsFetched: sync.objectsFetched, bytesFetched: sync.bytesFetched, objectsLocal: sync.objectsLocal, pending: sync.pending, elapsedMs: Date.now() - sync.startedAt, bytesPerSec: Math.round(sync.bytesFetched / Math.max(0.001, (Date.now() - sync.startedAt) / 1000)) }
+        : null,
+      consensus: this.core.describe(),
+    };
+  }
+
+  private writeStatus(): void {
+    try {
+      const tmp = `${this.paths.status}.tmp`;
+      fs.writeFileSync(tmp, JSON.stringify(this.statusReport(), null, 2) + '\n');
+      fs.renameSync(tmp, this.paths.status);
+    } catch {
+      /* status is best effort: a full disk must not stop the node for it */
+    }
   }
 
   private async mountRw(): Promise<void> {
@@ -291,6 +332,7 @@ export class HpNode extends EventEmitter {
     if (this.tickTimer) clearTimeout(this.tickTimer);
     if (this.gossipTimer) clearTimeout(this.gossipTimer);
     this.tickTimer = this.gossipTimer = null;
+    if (this.statusTimer) clearInterval(this.statusTimer);
     for (const w of this.outputWaits) w.check();
     this.outputWaits.clear();
     for (const w of this.ledgerWaiters.values()) w([]);
@@ -310,7 +352,7 @@ export class HpNode extends EventEmitter {
     if (this.stopping) return { ok: false, reason: 'round_inputs_overflow' };
     const r = this.pool.admit(input, this.ledger.last().seqNo);
     if (!r.ok) return r;
-    this.dispatch({ type: 'inputsAvailable', inputs: [candidateOf(input)] });
+    this.offerLater([candidateOf(input)]);
     if (this.net) this.queueGossip({ protocol: input.protocol, user: input.user, container: input.container, sig: input.sig });
     return r;
   }
@@ -358,9 +400,29 @@ export class HpNode extends EventEmitter {
     const delay = this.paused ? this.config.contract.consensus.roundtime / 4 : Math.max(0, this.core.nextTickAt() - Date.now()) + 1;
     this.tickTimer = setTimeout(() => {
       this.tickTimer = null;
+      this.offerAged();
       this.dispatch({ type: 'tick', nowMs: Date.now() });
       this.scheduleTick();
     }, delay);
+  }
+
+  /**
+   * An input reaches the core a stage after it reached this node. By then gossip has carried it
+   * to the other nodes too, so at a stage-0 boundary every node proposes (nearly) the same set;
+   * offering inputs the moment they arrive makes nodes propose different sets under load, and
+   * whole-value prevotes then rarely agree.
+   */
+  private offerLater(inputs: CandidateInput[]): void {
+    this.offers.push({ at: Date.now(), inputs });
+  }
+
+  private offerAged(): void {
+    const cutoff = Date.now() - this.config.contract.consensus.roundtime / 4;
+    let n = 0;
+    while (n < this.offers.length && this.offers[n].at <= cutoff) n++;
+    if (n === 0) return;
+    const ready = this.offers.splice(0, n).flatMap((o) => o.inputs);
+    this.dispatch({ type: 'inputsAvailable', inputs: ready });
   }
 
   /** Feeds the core; actions may loop events back (own votes), which queue behind this one. */
@@ -683,6 +745,7 @@ export class HpNode extends EventEmitter {
             this.log.warn(`peer ${peer.slice(0, 10)} served a bad state object: ${reason}`);
           },
           onProgress: (p) => {
+            this.syncProgress = { ...p, target: last.stateHash.toString('hex'), startedAt: Date.now() - p.elapsedMs };
             if (Date.now() - lastLog < 1000) return;
             lastLog = Date.now();
             this.log.info(`state sync: ${p.objectsFetched} objects (${(p.bytesFetched / 1048576).toFixed(1)} MiB) fetched, ${p.objectsLocal} already here, ${p.pending} queued, ${(p.bytesFetched / 1048576 / Math.max(0.001, p.elapsedMs / 1000)).toFixed(1)} MiB/s`);
@@ -696,6 +759,7 @@ export class HpNode extends EventEmitter {
         configHash = store.entryHash(last.stateHash, `/${PATCH_FILE}`) ?? ZERO_HASH;
         this.log.warn(`state sync done in ${res.elapsedMs} ms: ${res.objectsFetched} objects (${res.bytesFetched} bytes) fetched, ${res.objectsLocal} kept; paths that differed: ${res.changedPaths.join(', ') || '(tree nodes only)'}`);
       } finally {
+        this.syncProgress = null;
         store.close();
       }
       await this.mountRw();
@@ -1049,7 +1113,10 @@ export class HpNode extends EventEmitter {
       if (this.pool.admitRelayed(p, lcl).ok) fresh.push(candidateOf(p));
     }
     if (forged > 0) this.log.warn(`peer ${m.author.slice(0, 10)}: dropped ${forged} relayed input(s) whose user signature or format is invalid`);
-    if (fresh.length > 0) this.dispatch({ type: 'inputsAvailable', inputs: fresh });
+    if (fresh.length === 0) return;
+    // Inputs we asked for are needed now; gossiped ones wait out a stage like everyone's do.
+    if ((m.flags & FLAG_RELAY) !== 0) this.offerLater(fresh);
+    else this.dispatch({ type: 'inputsAvailable', inputs: fresh });
   }
 
   private onGetInputs(m: PeerMessage): void {

@@ -25,6 +25,8 @@ export interface NodePaths {
   ledger: string;
   rwMount: string;
   roMount: string;
+  /** Written by the running node every second: what `hp-node status` prints. */
+  status: string;
   log: string;
 }
 
@@ -40,6 +42,7 @@ export function nodePaths(dir: string): NodePaths {
     ledger: path.join(d, 'ledger'),
     rwMount: path.join(d, 'run', 'rw'),
     roMount: path.join(d, 'run', 'ro'),
+    status: path.join(d, 'run', 'status.json'),
     log: path.join(d, 'log'),
   };
 }

@@ -17,14 +17,26 @@ export class RawUser {
     });
   }
 
-  /** Connects and completes the handshake (JSON protocol, no server challenge). */
-  static async connect(url: string): Promise<RawUser> {
-    const u = new RawUser(new WebSocket(url, { rejectUnauthorized: false }));
-    await new Promise<void>((resolve, reject) => {
-      u.ws.once('open', () => resolve());
-      u.ws.once('error', reject);
+  /**
+   * Connects and completes the handshake (JSON protocol, no server challenge). `timeoutMs` bounds
+   * the WebSocket upgrade and the challenge, so a stopped (SIGSTOP) node cannot hang the caller.
+   */
+  static async connect(url: string, timeoutMs = 15_000): Promise<RawUser> {
+    const u = new RawUser(new WebSocket(url, { rejectUnauthorized: false, handshakeTimeout: timeoutMs }));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        u.ws.once('open', () => resolve());
+        u.ws.once('error', reject);
+        u.ws.once('close', () => reject(new Error(`${url} closed the connection during the handshake`)));
+      });
+    } catch (err) {
+      u.close();
+      throw err;
+    }
+    const challenge = await u.next((m) => m.type === 'user_challenge', timeoutMs).catch((err: Error) => {
+      u.close();
+      throw new Error(`${url}: no user_challenge (${err.message})`);
     });
-    const challenge = await u.next((m) => m.type === 'user_challenge');
     u.send({
       type: 'user_challenge_response',
       sig: sign(Buffer.from(challenge.challenge as string), u.keys.secretKey).toString('hex'),
@@ -62,6 +74,11 @@ export class RawUser {
         });
       });
     }
+  }
+
+  /** True while the socket is open (false once the node closed it or went away). */
+  get isOpen(): boolean {
+    return this.ws.readyState === WebSocket.OPEN;
   }
 
   close(): void {
