@@ -59,11 +59,12 @@ test('hp-node new writes 0600 keys and a valid config; run refuses a broken conf
   assert.match(run.stderr, /contract\.consensus\.threshold: expected an integer in 51\.\.100/);
   assert.match(run.stderr, /user\.port: expected an integer/);
 
-  const twoNodes = { ...cfg, contract: { ...cfg.contract, unl: [...cfg.contract.unl, KEY], consensus: { roundtime: 300, threshold: 80 } }, user: { ...cfg.user, port: 18555 } };
-  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(twoNodes));
-  const multi = await hpNode(['run', dir], { timeoutMs: 20_000 });
-  assert.equal(multi.code, 1);
-  assert.match(multi.stderr, /single-node UNLs only/);
+  // A UNL of one key that is not this node's could never close a ledger: refused up front.
+  const foreign = { ...cfg, contract: { ...cfg.contract, unl: [KEY], consensus: { roundtime: 300, threshold: 80 } }, user: { ...cfg.user, port: 18555 } };
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(foreign));
+  const alone = await hpNode(['run', dir], { timeoutMs: 20_000 });
+  assert.equal(alone.code, 1);
+  assert.match(alone.stderr, /holds one key that is not this node's/);
 
   fs.chmodSync(path.join(dir, 'keys.json'), 0o644);
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...cfg, contract: { ...cfg.contract, consensus: { roundtime: 300, threshold: 80 } }, user: { ...cfg.user, port: 18555 } }));
