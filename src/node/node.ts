@@ -746,6 +746,7 @@ export class HpNode extends EventEmitter {
           },
           onProgress: (p) => {
             this.syncProgress = { ...p, target: last.stateHash.toString('hex'), startedAt: Date.now() - p.elapsedMs };
+            if (process.stderr.isTTY) return void process.stderr.write(`\r${progressBar(p)}`);
             if (Date.now() - lastLog < 1000) return;
             lastLog = Date.now();
             this.log.info(`state sync: ${p.objectsFetched} objects (${(p.bytesFetched / 1048576).toFixed(1)} MiB) fetched, ${p.objectsLocal} already here, ${p.pending} queued, ${(p.bytesFetched / 1048576 / Math.max(0.001, p.elapsedMs / 1000)).toFixed(1)} MiB/s`);
@@ -759,6 +760,7 @@ export class HpNode extends EventEmitter {
         configHash = store.entryHash(last.stateHash, `/${PATCH_FILE}`) ?? ZERO_HASH;
         this.log.warn(`state sync done in ${res.elapsedMs} ms: ${res.objectsFetched} objects (${res.bytesFetched} bytes) fetched, ${res.objectsLocal} kept; paths that differed: ${res.changedPaths.join(', ') || '(tree nodes only)'}`);
       } finally {
+        if (this.syncProgress && process.stderr.isTTY) process.stderr.write('\n');
         this.syncProgress = null;
         store.close();
       }
@@ -1267,4 +1269,16 @@ function decodeOrError(bytes: Buffer): LedgerRecord | Error {
   } catch (err) {
     return err as Error;
   }
+}
+
+/** One terminal line: objects and bytes done, what is known to be left, rate and ETA. */
+function progressBar(p: StateSyncProgress): string {
+  const known = p.objectsFetched + p.pending;
+  const frac = known > 0 ? p.objectsFetched / known : 0;
+  const width = 24;
+  const bar = '#'.repeat(Math.round(frac * width)).padEnd(width, '.');
+  const rate = p.bytesFetched / Math.max(0.001, p.elapsedMs / 1000);
+  const avg = p.objectsFetched > 0 ? p.bytesFetched / p.objectsFetched : 0;
+  const eta = rate > 0 ? (p.pending * avg) / rate : 0;
+  return `state sync [${bar}] ${p.objectsFetched}/${known} objects, ${(p.bytesFetched / 1048576).toFixed(1)} MiB, ${(rate / 1048576).toFixed(1)} MiB/s, ETA ${eta.toFixed(0)} s (at least)  `;
 }

@@ -64,6 +64,9 @@ export async function syncState(store: ObjectStore, target: Buffer, o: StateSync
   const stack: Want[] = [{ hash: target, kind: ObjectKind.Root, path: '/', tries: 0 }];
   const missing: Want[] = [];
   const asked = new Set<string>();
+  // Peers still trusted in this sync: one that sends bytes not matching their hash is dropped
+  // (while another remains), so a liar costs one batch, not the whole sync.
+  const peers = [...o.peers];
   let next = 0;
 
   const childrenOf = (w: Want, content: Buffer): Want[] => {
@@ -122,7 +125,7 @@ export async function syncState(store: ObjectStore, target: Buffer, o: StateSync
     const groups: Want[][] = [];
     for (let i = 0; i < round.length; i += batch) groups.push(round.slice(i, i + batch));
     const results = await Promise.all(groups.map(async (g) => {
-      const peer = o.peers[next++ % o.peers.length];
+      const peer = peers[next++ % peers.length];
       try {
         return { peer, g, got: await o.fetch(peer, g.map((w) => w.hash)) };
       } catch {
@@ -144,6 +147,8 @@ export async function syncState(store: ObjectStore, target: Buffer, o: StateSync
           if (content) {
             p.objectsRejected++;
             o.onBadPeer?.(peer, `object ${w.hash.toString('hex').slice(0, 12)} (${ObjectKind[w.kind]}) does not match its hash`);
+            const at = peers.indexOf(peer);
+            if (at >= 0 && peers.length > 1) peers.splice(at, 1);
           }
           if (++w.tries >= MAX_TRIES * Math.max(1, o.peers.length)) throw new Error(`no peer served object ${w.hash.toString('hex')} (${ObjectKind[w.kind]} at ${w.path})`);
           missing.push(w);
