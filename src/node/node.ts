@@ -402,6 +402,7 @@ export class HpNode extends EventEmitter {
       this.tickTimer = null;
       this.offerAged();
       this.dispatch({ type: 'tick', nowMs: Date.now() });
+      if (this.config.log.level === 'debug') this.log.debug(`consensus ${this.core.describe()} pool=${this.pool.size} waiting=${this.offers.length}`);
       this.scheduleTick();
     }, delay);
   }
