@@ -29,7 +29,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { readConfig, writeConfig } from '../src/config/nodeConfig';
-import { ensureCluster } from '../src/node/cluster';
+import { ensureCluster, onLines } from '../src/node/cluster';
 import { cleanStaleMounts, fuseMountsUnder } from '../src/state/mounts';
 import { argValue, CONTRACT_ENV, ECHO_CONTRACT, fmtMs, fmtRate, fmtRejects, makeLog, markdown, p50, quantile, REPO_ROOT, sleep } from './common';
 import { childPids, freePorts, procCpuSeconds, procStatusMiB, treeCpuSeconds, waitExit } from './processes';
@@ -256,18 +256,6 @@ interface Verification {
   missing: string[];
 }
 
-function onLines(stream: NodeJS.ReadableStream, fn: (line: string) => void): void {
-  let rest = '';
-  stream.setEncoding('utf8');
-  stream.on('data', (chunk: string) => {
-    const parts = (rest + chunk).split('\n');
-    rest = parts.pop()!;
-    for (const p of parts) fn(p);
-  });
-  stream.on('end', () => {
-    if (rest) fn(rest);
-  });
-}
 
 // ---- users --------------------------------------------------------------------------------------
 
