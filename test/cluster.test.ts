@@ -147,7 +147,7 @@ test('NPL: contracts on 3 nodes agree on a value over the node party line', asyn
   assert.equal(new Set(hashes).size, 1, `one ledger ${seq} on every node: ${hashes.join(', ')}`);
 });
 
-test('patch.cfg: a contract changes the roundtime and removes a node from the UNL; every node switches at the same ledger, users get unl_change', async (t) => {
+test('patch.cfg and peer_changeset: a contract changes the roundtime, adds a peer and removes a node from the UNL; every node switches at the same ledger, users get unl_change', async (t) => {
   const c = await startTestCluster(t, { nodes: 3, contractDir: path.join(REPO_ROOT, 'test', 'contracts', 'config-changer'), contractEnv: ENV, roundtimeMs: 400, thresholdPercent: 67 });
   await c.waitFor(async () => (await minLcl(c, [0, 1, 2])) >= 2, 60_000, 'the cluster closes ledgers');
   const u = await RawUser.connect(c.userUrls[0]);
@@ -156,8 +156,10 @@ test('patch.cfg: a contract changes the roundtime and removes a node from the UN
   const lcl = await c.lcl(0);
   u.submit('roundtime 600', 1, lcl.seqNo + 10);
   await c.waitFor(async () => [0, 1, 2].every((i) => c.logs(i).some((l) => /certified a new patch\.cfg: UNL of 3 .* roundtime 600 ms/.test(l))), 30_000, 'every node switches to roundtime 600');
+  u.submit('peers-add 127.0.0.1:9', 2, (await c.lcl(0)).seqNo + 10);
+  await c.waitFor(async () => [0, 1, 2].every((i) => c.logs(i).some((l) => /the contract changed the peer list: \+\[127\.0\.0\.1:9\]/.test(l))), 30_000, 'peer_changeset reaches every node');
   const removed = c.publicKeys[2];
-  u.submit(`unl-remove ${removed}`, 2, (await c.lcl(0)).seqNo + 10);
+  u.submit(`unl-remove ${removed}`, 3, (await c.lcl(0)).seqNo + 10);
   const change = await u.next((m) => m.type === 'unl_change', 30_000);
   assert.deepEqual([...change.unl].sort(), c.publicKeys.filter((k) => k !== removed).sort());
   await c.waitFor(async () => c.logs(2).some((l) => /no longer in the UNL/.test(l)), 30_000, 'node 3 knows it left the UNL');

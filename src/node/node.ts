@@ -922,6 +922,7 @@ export class HpNode extends EventEmitter {
           this.net?.broadcast(KIND.npl, encodeNpl({ seqNo: l.seqNo, data }), { relay: true, context: 'npl' });
           run.exec?.deliverNpl(this.keys.publicKey.toString('hex'), data);
         },
+        onControlMessage: (msg) => this.onContractControl(l.seqNo, msg),
       });
       for (const [author, data] of this.npl.get(l.seqNo) ?? []) run.exec.deliverNpl(author, data);
       this.dropNplUpTo(l.seqNo);
@@ -960,6 +961,26 @@ export class HpNode extends EventEmitter {
     this.finish(l.seqNo, outputs, stateRoot, configHash);
     const commitMs = performance.now() - tCommit;
     return { seqNo: l.seqNo, inputs: l.inputs.length, spawnMs: res.timings.spawnMs, execMs: res.timings.execMs, commitMs, totalMs: performance.now() - t0 };
+  }
+
+  /**
+   * HotPocket's peer_changeset (the SDK's updatePeers): the contract tells its node whom to dial.
+   * Local to this node, like HotPocket's: peers are transport, not agreed state.
+   */
+  private onContractControl(seqNo: number, msg: unknown): void {
+    const m = msg as { type?: unknown; add?: unknown; remove?: unknown };
+    if (!m || m.type !== 'peer_changeset') return this.log.warn(`ledger ${seqNo}: unknown control message from the contract: ${JSON.stringify(msg).slice(0, 200)}`);
+    const list = (v: unknown) => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string' && /^[^\s:]+:\d{1,5}$/.test(x)) : []);
+    const add = list(m.add);
+    const remove = list(m.remove);
+    if (!this.net) return this.log.warn(`ledger ${seqNo}: the contract changed peers, but this node runs without a peer network (a UNL of one, no known_peers)`);
+    try {
+      this.net.removePeers(remove);
+      this.net.addPeers(add);
+      this.log.info(`ledger ${seqNo}: the contract changed the peer list: +[${add.join(', ')}] -[${remove.join(', ')}]`);
+    } catch (err) {
+      this.log.warn(`ledger ${seqNo}: the contract sent a bad peer_changeset: ${(err as Error).message}`);
+    }
   }
 
   /** Records an execution's result durably (a restart must not run it twice) and signs its output root. */

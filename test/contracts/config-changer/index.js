@@ -2,6 +2,7 @@
 // contract would (ctx.getConfig/updateConfig of hotpocket-nodejs-contract, unmodified).
 //   "roundtime <ms>"      sets consensus.roundtime
 //   "unl-remove <pubkey>" removes a node from the UNL
+//   "peers-add <host:port>" asks the node to dial a peer (peer_changeset)
 // Anything else is echoed.
 const HotPocket = require('hotpocket-nodejs-contract');
 
@@ -10,7 +11,10 @@ async function contract(ctx) {
     for (const input of user.inputs) {
       const [cmd, arg] = (await ctx.users.read(input)).toString().split(' ');
       if (ctx.readonly) continue;
-      if (cmd === 'roundtime' || cmd === 'unl-remove') {
+      if (cmd === 'peers-add') {
+        await ctx.updatePeers([arg], []);
+        await user.send(`dialing ${arg}`);
+      } else if (cmd === 'roundtime' || cmd === 'unl-remove') {
         const cfg = await ctx.getConfig();
         if (cmd === 'roundtime') cfg.consensus.roundtime = Number(arg);
         else cfg.unl = cfg.unl.filter((k) => k !== arg);
