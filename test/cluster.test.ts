@@ -165,3 +165,18 @@ test('patch.cfg and peer_changeset: a contract changes the roundtime, adds a pee
   await c.waitFor(async () => c.logs(2).some((l) => /no longer in the UNL/.test(l)), 30_000, 'node 3 knows it left the UNL');
   await progress(c, [0, 1], 3, 60_000, 'the two remaining members close ledgers on their own');
 });
+
+test('3 nodes at 66 %: a node cut off, healed and still catching up when another dies forms the quorum with the third and closes ledgers', async (t) => {
+  const c = await startTestCluster(t, { nodes: 3, contractDir: ECHO, contractEnv: ENV, roundtimeMs: 300, thresholdPercent: 66, viaProxy: true });
+  for (const i of [0, 1, 2]) await c.waitForSeq(i, 3, 30_000);
+  c.partition([[0, 1], [2]]);
+  const cut = (await c.lcl(2)).seqNo;
+  await c.waitForSeq(0, (await c.lcl(0)).seqNo + 5, 30_000);
+  assert.ok((await c.lcl(2)).seqNo <= cut + 1, 'the isolated node alone closes nothing');
+  c.heal();
+  await c.waitForSeq(2, (await c.lcl(0)).seqNo + 2, 30_000);
+  // Node 2 dies while node 3 may still be a ledger or two behind: nodes 1 and 3 are the quorum.
+  await c.kill(1);
+  await progress(c, [0, 2], 3, 60_000, 'nodes 1 and 3 close ledgers together');
+  await assertNoFork(c, [0, 2], await minLcl(c, [0, 2]));
+});

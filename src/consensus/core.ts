@@ -111,6 +111,7 @@ export class ConsensusCore {
   private diverged = false;
   private syncing: { targetSeqNo: number; atMs: number } | null = null;
   private behindRounds = 0;
+  private farAheadRounds = 0;
 
   constructor(readonly config: ConsensusConfig, start: ConsensusStart) {
     checkThreshold(config.thresholdPercent);
@@ -673,8 +674,16 @@ export class ConsensusCore {
     const needAhead = this.unl.size - this.quorum + 1;
     if (ahead.length < needAhead) {
       this.behindRounds = 0;
+      // Fewer members ahead than could block us, but one is 2+ ledgers ahead for a while: the
+      // quorum may be exactly us plus it (others down), waiting at a seq we never reach. A sync
+      // verifies every certificate, so a member lying about its position costs us one fetch per
+      // syncRetryRounds, never a wrong ledger.
+      const far = ahead.filter((x) => x > this.lcl.seqNo + 1);
+      this.farAheadRounds = far.length > 0 ? this.farAheadRounds + 1 : 0;
+      if (this.farAheadRounds >= this.limits.syncRetryRounds) this.requestSync('behind', Math.max(...far), null, null);
       return;
     }
+    this.farAheadRounds = 0;
     const target = ahead.sort((a, b) => b - a)[needAhead - 1];
     // One behind is normal for a moment (their precommits or attestations are on the way).
     this.behindRounds++;
