@@ -10,6 +10,7 @@
 // Inputs: users submit to any node; it checks the signature, admits the input and gossips it,
 // signed by its user, to the others. Outputs reach users when the next ledger closes, with the
 // UNL members' signatures of the output root that the upstream client verifies.
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { EventEmitter } from 'node:events';
@@ -134,7 +135,7 @@ export class HpNode extends EventEmitter {
   /** Our state is known to differ from the quorum's: replaying ledgers cannot fix it (state sync can). */
   private stateDiverged = false;
   private paused = false;
-  private readonly ledgerWaiters = new Map<string, (records: Buffer[]) => void>();
+  private readonly ledgerWaiters = new Map<string, { id: number; done: (records: Buffer[]) => void }>();
   /** What this node fetched from peers while catching up and syncing state (status and tests). */
   readonly transfer = { ledgerRecords: 0, ledgerBytes: 0, rejectedRecords: 0, stateObjects: 0, stateBytes: 0, rejectedObjects: 0, stateSyncs: 0 };
   /** Objects found corrupt in our own store at start: fetched again by the next state sync. */
@@ -143,7 +144,8 @@ export class HpNode extends EventEmitter {
   private serving: { store: ObjectStore; commit: number } | null = null;
   private readonly serveBucket = new TokenBucket(SERVE_BYTES_PER_SEC, 2 * SERVE_BYTES_PER_SEC, Date.now());
   private readonly objectWaiters = new Map<number, { peer: string; done: (objects: Array<Buffer | null>) => void }>();
-  private nextObjectRequest = 1;
+  /** Request ids start at random: a restarted node's first request must not repeat one a peer saw before. */
+  private nextRequestId = crypto.randomInt(1, 2 ** 40);
   private stopping = false;
   private statusTimer: NodeJS.Timeout | null = null;
   /** The state sync in progress, for status and progress lines. */
@@ -335,7 +337,7 @@ export class HpNode extends EventEmitter {
     if (this.statusTimer) clearInterval(this.statusTimer);
     for (const w of this.outputWaits) w.check();
     this.outputWaits.clear();
-    for (const w of this.ledgerWaiters.values()) w([]);
+    for (const w of this.ledgerWaiters.values()) w.done([]);
     for (const w of this.objectWaiters.values()) w.done([]);
     await this.catchingUp;
     await this.running?.done;
@@ -754,8 +756,7 @@ export class HpNode extends EventEmitter {
           },
         });
         this.transfer.stateObjects += res.objectsFetched;
-        this.transfer.stateBytes += res.bytesFetched;
-        this.transfer.rejectedObjects += res.objectsRejected;
+        this.transfer.stateBytes += res.bytesFetched; // rejections are counted as they happen (onBadPeer)
         this.transfer.stateSyncs++;
         this.distrusted = new Set();
         configHash = store.entryHash(last.stateHash, `/${PATCH_FILE}`) ?? ZERO_HASH;
@@ -789,7 +790,7 @@ export class HpNode extends EventEmitter {
 
   private fetchObjects(peer: string, hashes: Buffer[]): Promise<Array<Buffer | null>> {
     return new Promise((resolve) => {
-      const id = this.nextObjectRequest++;
+      const id = this.nextRequestId++;
       const timer = setTimeout(() => done(hashes.map(() => null)), LEDGER_REQUEST_TIMEOUT_MS);
       const done = (objects: Array<Buffer | null>) => {
         clearTimeout(timer);
@@ -833,15 +834,16 @@ export class HpNode extends EventEmitter {
 
   private requestLedgers(peer: string, from: number, to: number): Promise<Buffer[]> {
     return new Promise((resolve) => {
+      const id = this.nextRequestId++;
       const timer = setTimeout(() => done([]), LEDGER_REQUEST_TIMEOUT_MS);
       const done = (records: Buffer[]) => {
         clearTimeout(timer);
-        if (this.ledgerWaiters.get(peer) === done) this.ledgerWaiters.delete(peer);
+        if (this.ledgerWaiters.get(peer)?.id === id) this.ledgerWaiters.delete(peer);
         resolve(records);
       };
-      this.ledgerWaiters.get(peer)?.([]);
-      this.ledgerWaiters.set(peer, done);
-      if (!this.net?.sendTo(peer, KIND.getLedgers, encodeGetLedgers(from, to), { context: 'sync' })) done([]);
+      this.ledgerWaiters.get(peer)?.done([]);
+      this.ledgerWaiters.set(peer, { id, done });
+      if (!this.net?.sendTo(peer, KIND.getLedgers, encodeGetLedgers(id, from, to), { context: 'sync' })) done([]);
     });
   }
 
@@ -890,7 +892,7 @@ export class HpNode extends EventEmitter {
 
   private onGetLedgers(m: PeerMessage): void {
     if (m.context !== 'sync') throw new Error('ledger requests must be signed in context "sync"');
-    const { from, to } = decodeGetLedgers(m.body);
+    const { id, from, to } = decodeGetLedgers(m.body);
     const out: Buffer[] = [];
     let bytes = 0;
     for (let s = from; s <= Math.min(to, this.ledger.last().seqNo); s++) {
@@ -899,7 +901,7 @@ export class HpNode extends EventEmitter {
       out.push(rec);
       bytes += rec.length;
     }
-    this.net?.sendTo(m.author, KIND.ledgers, encodeLedgers(out), { context: 'sync' });
+    this.net?.sendTo(m.author, KIND.ledgers, encodeLedgers(id, out), { context: 'sync' });
   }
 
   private async execute(l: LedgerToRun, run: { exec: ContractExecution | null }): Promise<RoundTimings> {
@@ -1087,8 +1089,12 @@ export class HpNode extends EventEmitter {
           return this.onNplMessage(m);
         case KIND.getLedgers:
           return this.onGetLedgers(m);
-        case KIND.ledgers:
-          return this.ledgerWaiters.get(m.author)?.(decodeLedgers(m.body));
+        case KIND.ledgers: {
+          const r = decodeLedgers(m.body);
+          const w = this.ledgerWaiters.get(m.author);
+          if (w && w.id === r.id) w.done(r.records);
+          return;
+        }
         case KIND.getObjects:
           return this.onGetObjects(m);
         case KIND.objects: {

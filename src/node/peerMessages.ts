@@ -9,8 +9,8 @@
 //   hpn.getin   {h: [input hash, …]}                             "send me these input bodies"
 //   hpn.osig    {s: seqNo, r: output root, g: sig}               HotPocket-format output root signature
 //   hpn.npl     {s: seqNo, d: bytes}                             contract-to-contract message, context 'npl'
-//   hpn.getlgr  {f: from seq, t: to seq}                         "send me these ledgers", context 'sync'
-//   hpn.lgr     {r: [encoded ledger record, …]}                  the answer (ledger/ledgerCodec.ts), context 'sync'
+//   hpn.getlgr  {q: request id, f: from seq, t: to seq}          "send me these ledgers", context 'sync'
+//   hpn.lgr     {q: request id, r: [encoded ledger record, …]}   the answer (ledger/ledgerCodec.ts), context 'sync'
 //   hpn.getobj  {q: request id, h: [object hash, …]}             state objects (state/sync.ts), context 'sync'
 //   hpn.obj     {q: request id, o: [bytes | null, …]}            the answer, one entry per hash, context 'sync'
 import { verifyIn } from '../crypto/domain';
@@ -134,25 +134,27 @@ export function decodeNpl(body: unknown, maxBytes: number): NplMessage {
   return { seqNo: seq(field(body, 's'), 'hpn.npl.s'), data };
 }
 
-export function encodeGetLedgers(from: number, to: number): object {
-  return { f: from, t: to };
+// Requests carry an id: the peer network drops a message it has seen (author + signed bytes), so
+// asking a peer the same thing twice must not be the same message twice.
+export function encodeGetLedgers(id: number, from: number, to: number): object {
+  return { q: id, f: from, t: to };
 }
 
-export function decodeGetLedgers(body: unknown): { from: number; to: number } {
+export function decodeGetLedgers(body: unknown): { id: number; from: number; to: number } {
   const from = seq(field(body, 'f'), 'hpn.getlgr.f');
   const to = seq(field(body, 't'), 'hpn.getlgr.t');
   if (from < 1 || to < from || to - from >= MAX_LEDGERS_PER_REQUEST) throw new PeerBodyError(`hpn.getlgr needs 1 ≤ f ≤ t < f + ${MAX_LEDGERS_PER_REQUEST}`);
-  return { from, to };
+  return { id: seq(field(body, 'q'), 'hpn.getlgr.q'), from, to };
 }
 
-export function encodeLedgers(records: Buffer[]): object {
-  return { r: records };
+export function encodeLedgers(id: number, records: Buffer[]): object {
+  return { q: id, r: records };
 }
 
-export function decodeLedgers(body: unknown): Buffer[] {
+export function decodeLedgers(body: unknown): { id: number; records: Buffer[] } {
   const list = field(body, 'r');
   if (!Array.isArray(list) || list.length > MAX_LEDGERS_PER_REQUEST) throw new PeerBodyError(`hpn.lgr needs at most ${MAX_LEDGERS_PER_REQUEST} records`);
-  return list.map((r, n) => bytes(r, `hpn.lgr.r[${n}]`));
+  return { id: seq(field(body, 'q'), 'hpn.lgr.q'), records: list.map((r, n) => bytes(r, `hpn.lgr.r[${n}]`)) };
 }
 
 export function encodeGetObjects(id: number, hashes: Buffer[]): object {
