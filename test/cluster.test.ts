@@ -2,6 +2,7 @@
 // FUSE state mount, contracts run for real, peers talk over WebSocket, users use the unmodified
 // hotpocket-js-client. Faults are real too: kill -9, SIGSTOP, and partitions cut by proxies.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { REPO_ROOT } from './helpers/fixtures';
@@ -24,6 +25,15 @@ async function assertNoFork(c: TestCluster, nodes: number[], upTo: number): Prom
       if (h) hashes.add(h);
     }
     assert.ok(hashes.size <= 1, `fork at ledger ${s}: ${[...hashes].join(' vs ')}\n${c.logReport(20)}`);
+  }
+}
+
+/** What node i last wrote to run/status.json (hp-node status). */
+function voteStatus(c: TestCluster, i: number): string | null {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(c.dirs[i], 'run', 'status.json'), 'utf8')).voteStatus;
+  } catch {
+    return null;
   }
 }
 
@@ -81,7 +91,7 @@ test('5 nodes at 80 %: survives kill -9 of one, follows again after SIGSTOP, clo
   await c.kill(4, 'SIGKILL');
   await progress(c, [0, 1, 2, 3], 4, 60_000, 'ledgers keep closing with node 5 dead');
   await c.restart(4);
-  await c.waitFor(async () => (await c.lcl(4)).seqNo >= (await minLcl(c, [0, 1, 2, 3])), 90_000, 'node 5 catches up after its restart');
+  await c.waitFor(async () => (await c.lcl(4)).seqNo >= (await minLcl(c, [0, 1, 2, 3])) && voteStatus(c, 4) === 'synced', 90_000, 'node 5 catches up and votes again after its restart');
 
   // SIGSTOP one node for 10 s: alive but silent; the rest close ledgers; once resumed it follows.
   c.stop(3);

@@ -63,6 +63,8 @@ const GOSSIP_BATCH_BYTES = 1024 * 1024;
 const LEDGER_REQUEST_TIMEOUT_MS = 3000;
 /** A gap of more ledgers than this is closed by state sync (fetch only the differing state) rather than replay. */
 const MAX_REPLAY_LEDGERS = 16;
+/** Peer events kept while the core is paused for a repair, replayed after it. */
+const MAX_HELD_EVENTS = 20_000;
 /** Bytes of state objects this node serves per second (a burst of twice that): serving never starves its own rounds. */
 const SERVE_BYTES_PER_SEC = 64 * 1024 * 1024;
 
@@ -135,6 +137,7 @@ export class HpNode extends EventEmitter {
   /** Our state is known to differ from the quorum's: replaying ledgers cannot fix it (state sync can). */
   private stateDiverged = false;
   private paused = false;
+  private heldEvents: ConsensusEvent[] = [];
   private readonly ledgerWaiters = new Map<string, { id: number; done: (records: Buffer[]) => void }>();
   /** What this node fetched from peers while catching up and syncing state (status and tests). */
   readonly transfer = { ledgerRecords: 0, ledgerBytes: 0, rejectedRecords: 0, stateObjects: 0, stateBytes: 0, rejectedObjects: 0, stateSyncs: 0 };
@@ -430,7 +433,16 @@ export class HpNode extends EventEmitter {
 
   /** Feeds the core; actions may loop events back (own votes), which queue behind this one. */
   private dispatch(ev: ConsensusEvent): void {
-    if (this.stopping || this.paused) return;
+    if (this.stopping) return;
+    if (this.paused) {
+      // Kept for after the repair (bounded): a relayed precommit that arrives meanwhile may be
+      // exactly what lets this node decide the ledger nobody can certify without it.
+      if (ev.type !== 'tick' && ev.type !== 'syncDone') {
+        if (this.heldEvents.length >= MAX_HELD_EVENTS) this.heldEvents.shift();
+        this.heldEvents.push(ev);
+      }
+      return;
+    }
     this.queue.push(ev);
     if (this.draining) return;
     this.draining = true;
@@ -711,6 +723,7 @@ export class HpNode extends EventEmitter {
       result: executed ? { outputRoot: executed.result.outputRoot, stateRoot: executed.result.stateRoot, configHash: executed.configHash } : null,
       inputsInLedgers: appended,
     });
+    this.replayHeld();
     // Inputs admitted while the core was paused: offer them again.
     const held = this.pool.all().filter((i) => i.maxLedgerSeqNo > last.seqNo).map(candidateOf);
     if (held.length > 0) this.dispatch({ type: 'inputsAvailable', inputs: held });
@@ -786,6 +799,13 @@ export class HpNode extends EventEmitter {
       result: executed ? { outputRoot: executed.result.outputRoot, stateRoot: executed.result.stateRoot, configHash: executed.configHash } : null,
       inputsInLedgers: [],
     });
+    this.replayHeld();
+  }
+
+  private replayHeld(): void {
+    const held = this.heldEvents;
+    this.heldEvents = [];
+    for (const ev of held) this.dispatch(ev);
   }
 
   private fetchObjects(peer: string, hashes: Buffer[]): Promise<Array<Buffer | null>> {
