@@ -17,13 +17,17 @@ if (files.length === 0) {
   process.exit(1);
 }
 const child = spawn(process.execPath, ['--test', '--test-reporter=spec', '--test-concurrency=2', ...files], { stdio: ['ignore', 'pipe', 'inherit'] });
+// The runner's own summary ("ℹ pass N") can sit far above the end when failures are listed
+// after it, so the counts are picked up wherever they pass by.
 let tail = '';
+const seen = {};
 child.stdout.on('data', (d) => {
   process.stdout.write(d);
   tail = (tail + d.toString()).slice(-4000);
+  for (const m of tail.matchAll(/ℹ (pass|fail|cancelled) (\d+)/g)) seen[m[1]] = Number(m[2]);
 });
 child.on('exit', (code) => {
-  const num = (name) => Number((new RegExp(`ℹ ${name} (\\d+)`).exec(tail) || [])[1] || 0);
+  const num = (name) => seen[name] || 0;
   const passed = num('pass');
   const failed = num('fail') + num('cancelled');
   const ok = code === 0 && failed === 0 && passed > 0;
