@@ -16,14 +16,11 @@ import { KIND, encodeInputs } from '../src/node/peerMessages';
 import { PeerMessage, PeerNetwork } from '../src/p2p/network';
 import { REPO_ROOT } from './helpers/fixtures';
 import { RawUser } from './helpers/rawUser';
-import { startTestCluster, TestCluster } from './helpers/cluster';
+import { minLcl, startTestCluster } from './helpers/cluster';
 
 const ENV = { NODE_PATH: path.join(REPO_ROOT, 'node_modules') };
 const HONEST = [0, 1, 2];
 
-async function minLcl(c: TestCluster, nodes: number[]): Promise<number> {
-  return Math.min(...(await Promise.all(nodes.map((i) => c.lcl(i)))).map((l) => l.seqNo));
-}
 
 const rand = () => crypto.randomBytes(32);
 

@@ -16,7 +16,7 @@ import { PeerNetwork } from '../src/p2p/network';
 import { ObjectStore } from '../src/state/blockstore';
 import { REPO_ROOT, tempDir } from './helpers/fixtures';
 import { RawUser } from './helpers/rawUser';
-import { startTestCluster, TestCluster } from './helpers/cluster';
+import { assertRejoined, minLcl, nodeStatus, startTestCluster, TestCluster } from './helpers/cluster';
 
 const ENV = { NODE_PATH: path.join(REPO_ROOT, 'node_modules') };
 const BLOCK = 64 * 1024;
@@ -40,35 +40,6 @@ interface SyncProgress {
   bytesFetched: number;
   objectsLocal: number;
   pending: number;
-}
-
-interface Status {
-  lcl: { seqNo: number; hash: string };
-  voteStatus: string;
-  transfer: { ledgerRecords: number; stateObjects: number; stateBytes: number; stateSyncs: number; rejectedObjects: number };
-  sync: SyncProgress | null;
-}
-
-function status(c: TestCluster, i: number): Status | null {
-  try {
-    return JSON.parse(fs.readFileSync(path.join(c.dirs[i], 'run', 'status.json'), 'utf8'));
-  } catch {
-    return null; // not written yet (or removed with the node's run/ directory)
-  }
-}
-
-async function minLcl(c: TestCluster, nodes: number[]): Promise<number> {
-  return Math.min(...(await Promise.all(nodes.map((i) => c.lcl(i)))).map((l) => l.seqNo));
-}
-
-/** Node i has caught up with the others, votes again, and holds the same ledgers. */
-async function assertRejoined(c: TestCluster, i: number, others: number[], timeoutMs = 60_000): Promise<void> {
-  await c.waitFor(async () => (await c.lcl(i)).seqNo >= (await minLcl(c, others)) && status(c, i)?.voteStatus === 'synced', timeoutMs, `node ${i + 1} catches up and votes again`);
-  const upTo = await minLcl(c, [i, ...others]);
-  for (const s of [1, Math.floor(upTo / 2), upTo]) {
-    const hashes = new Set(await Promise.all([i, ...others].map((n) => c.ledgerHash(n, s))));
-    assert.equal(hashes.size, 1, `ledger ${s} (which names the state root) is the same on every node`);
-  }
 }
 
 /** The blocks of /state/data.bin in node `from`'s current snapshot, and which of them node `at`'s store holds. */
@@ -125,14 +96,14 @@ test('state sync killed with SIGKILL half-way resumes after a restart without fe
   const observed: number[] = [];
   const end = Date.now() + 60_000;
   while (!seen && Date.now() < end) {
-    const s = status(c, 2);
+    const s = nodeStatus(c, 2);
     if (s?.sync) observed.push(s.sync.bytesFetched);
     // Past its first quarter (the first batches are only tree nodes), and not finished.
     if (s?.sync && s.sync.bytesFetched >= DATA / 4) seen = s.sync;
     else if (s && s.transfer.stateSyncs > 0) break; // finished between two status writes
     else await sleep(20);
   }
-  assert.ok(seen, `node 3's status showed its sync in progress (observed ${JSON.stringify(observed)}, transfer ${JSON.stringify(status(c, 2)?.transfer)})\n${c.logReport(20)}`);
+  assert.ok(seen, `node 3's status showed its sync in progress (observed ${JSON.stringify(observed)}, transfer ${JSON.stringify(nodeStatus(c, 2)?.transfer)})\n${c.logReport(20)}`);
   await c.kill(2, 'SIGKILL');
   const atKill = dataBlocks(c, 0, 2);
   const needed = atKill.total * BLOCK;
@@ -148,7 +119,7 @@ test('state sync killed with SIGKILL half-way resumes after a restart without fe
   await c.restart(2);
   // Under load (other test files in parallel) replaying the ledgers closed meanwhile takes a while.
   await assertRejoined(c, 2, [0, 1], 90_000);
-  const s3 = status(c, 2)!;
+  const s3 = nodeStatus(c, 2)!;
   t.diagnostic(`second run: ${JSON.stringify(s3.transfer)}; rejoined in ${Date.now() - t1} ms (the first ran ${t1 - firstRunAt} ms before the kill); ${c.logs(2).filter((l) => /state sync done/.test(l)).join(' | ')}`);
   assert.ok(s3.transfer.stateSyncs >= 1, `node 3 completed a state sync: ${JSON.stringify(s3.transfer)}`);
   const missing = needed - persisted;
@@ -210,7 +181,7 @@ test('a UNL peer serving wrong state objects is rejected and the sync completes 
   const t1 = Date.now();
   await c.restart(2);
   await assertRejoined(c, 2, [0, 1]);
-  const s3 = status(c, 2)!;
+  const s3 = nodeStatus(c, 2)!;
   const badLines = c.logs(2).filter((l) => l.includes('served a bad state object'));
   t.diagnostic(`node 3 rejoined in ${Date.now() - t1} ms; transfer ${JSON.stringify(s3.transfer)}; liar answered ${lies.requests} request(s) for ${lies.objects} object(s); ${badLines.length} 'bad state object' log line(s)`);
   assert.ok(lies.requests > 0 && lies.askedBy.has(c.publicKeys[2]), `the liar was asked for objects by node 3: ${JSON.stringify({ ...lies, askedBy: [...lies.askedBy] })}`);

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import { ObjectStore } from '../src/state/blockstore';
 import { REPO_ROOT, tempDir } from './helpers/fixtures';
 import { RawUser } from './helpers/rawUser';
-import { startTestCluster, TestCluster } from './helpers/cluster';
+import { assertRejoined, minLcl, nodeStatus, startTestCluster } from './helpers/cluster';
 
 const ENV = { NODE_PATH: path.join(REPO_ROOT, 'node_modules') };
 const BLOCK = 64 * 1024;
@@ -28,30 +28,6 @@ function writerContract(t: Parameters<typeof tempDir>[0]): string {
   }
   fs.writeFileSync(path.join(dir, 'data.bin'), data);
   return dir;
-}
-
-interface Status {
-  lcl: { seqNo: number; hash: string };
-  voteStatus: string;
-  transfer: { ledgerRecords: number; stateObjects: number; stateBytes: number; stateSyncs: number; rejectedObjects: number };
-}
-
-function status(c: TestCluster, i: number): Status {
-  return JSON.parse(fs.readFileSync(path.join(c.dirs[i], 'run', 'status.json'), 'utf8'));
-}
-
-async function minLcl(c: TestCluster, nodes: number[]): Promise<number> {
-  return Math.min(...(await Promise.all(nodes.map((i) => c.lcl(i)))).map((l) => l.seqNo));
-}
-
-/** Node i has caught up with the others, votes again, and holds the same ledgers. */
-async function assertRejoined(c: TestCluster, i: number, others: number[]): Promise<void> {
-  await c.waitFor(async () => (await c.lcl(i)).seqNo >= (await minLcl(c, others)) && status(c, i).voteStatus === 'synced', 60_000, `node ${i + 1} catches up and votes again`);
-  const upTo = await minLcl(c, [i, ...others]);
-  for (const s of [1, Math.floor(upTo / 2), upTo]) {
-    const hashes = new Set(await Promise.all([i, ...others].map((n) => c.ledgerHash(n, s))));
-    assert.equal(hashes.size, 1, `ledger ${s} (which names the state root) is the same on every node`);
-  }
 }
 
 test('state sync: a node down for 30+ rounds fetches about the bytes that changed; one whose store was damaged on disk repairs that block only', async (t) => {
@@ -74,7 +50,7 @@ test('state sync: a node down for 30+ rounds fetches about the bytes that change
 
   await c.restart(2);
   await assertRejoined(c, 2, [0, 1]);
-  const s3 = status(c, 2);
+  const s3 = nodeStatus(c, 2)!;
   const changed = patched.length * BLOCK;
   assert.ok(s3.transfer.stateSyncs >= 1, `node 3 synced its state: ${JSON.stringify(s3.transfer)}`);
   // Only the patched blocks travel, plus a few small tree nodes (file node, directories, root).
@@ -95,10 +71,10 @@ test('state sync: a node down for 30+ rounds fetches about the bytes that change
   b[0] ^= 0x5a;
   fs.writeSync(fd, b, 0, 1, victim.offset + 1000);
   fs.closeSync(fd);
-  const before = status(c, 1).transfer.stateBytes;
+  const before = nodeStatus(c, 1)!.transfer.stateBytes;
   await c.restart(1);
   await c.waitFor(async () => c.logs(1).some((l) => /state store is damaged: 1 object\(s\) .*\/state\/data\.bin/.test(l)), 30_000, 'node 2 finds the damaged block at start');
   await assertRejoined(c, 1, [0, 2]);
-  const fetched = status(c, 1).transfer.stateBytes - before;
+  const fetched = nodeStatus(c, 1)!.transfer.stateBytes - before;
   assert.ok(fetched >= BLOCK && fetched <= BLOCK + 16 * 1024, `node 2 fetched ${fetched} bytes to repair one ${BLOCK}-byte block`);
 });

@@ -2,12 +2,11 @@
 // FUSE state mount, contracts run for real, peers talk over WebSocket, users use the unmodified
 // hotpocket-js-client. Faults are real too: kill -9, SIGSTOP, and partitions cut by proxies.
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { REPO_ROOT } from './helpers/fixtures';
 import { RawUser } from './helpers/rawUser';
-import { startTestCluster, TestCluster } from './helpers/cluster';
+import { minLcl, nodeStatus, startTestCluster, TestCluster } from './helpers/cluster';
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const HotPocket = require('hotpocket-js-client');
@@ -28,19 +27,6 @@ async function assertNoFork(c: TestCluster, nodes: number[], upTo: number): Prom
   }
 }
 
-/** What node i last wrote to run/status.json (hp-node status). */
-function voteStatus(c: TestCluster, i: number): string | null {
-  try {
-    return JSON.parse(fs.readFileSync(path.join(c.dirs[i], 'run', 'status.json'), 'utf8')).voteStatus;
-  } catch {
-    return null;
-  }
-}
-
-async function minLcl(c: TestCluster, nodes: number[]): Promise<number> {
-  const l = await Promise.all(nodes.map((i) => c.lcl(i)));
-  return Math.min(...l.map((x) => x.seqNo));
-}
 
 /** Waits until every listed node has closed `ahead` more ledgers than the highest lcl now. */
 async function progress(c: TestCluster, nodes: number[], ahead: number, timeoutMs: number, what: string): Promise<number> {
@@ -91,7 +77,7 @@ test('5 nodes at 80 %: survives kill -9 of one, follows again after SIGSTOP, clo
   await c.kill(4, 'SIGKILL');
   await progress(c, [0, 1, 2, 3], 4, 60_000, 'ledgers keep closing with node 5 dead');
   await c.restart(4);
-  await c.waitFor(async () => (await c.lcl(4)).seqNo >= (await minLcl(c, [0, 1, 2, 3])) && voteStatus(c, 4) === 'synced', 90_000, 'node 5 catches up and votes again after its restart');
+  await c.waitFor(async () => (await c.lcl(4)).seqNo >= (await minLcl(c, [0, 1, 2, 3])) && nodeStatus(c, 4)?.voteStatus === 'synced', 90_000, 'node 5 catches up and votes again after its restart');
 
   // SIGSTOP one node for 10 s: alive but silent; the rest close ledgers; once resumed it follows.
   c.stop(3);

@@ -3,6 +3,7 @@
 // Each node's output goes to a ring buffer (for timeout errors) and to <node dir>/node-output.log.
 // Everything is torn down when the test ends: children killed by PID, FUSE mounts cleared, proxies
 // stopped, ports released. Node indices are 0-based everywhere (index i is directory node<i+1>).
+import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -473,4 +474,30 @@ export async function startTestCluster(t: TestContext, opts: TestClusterOptions)
 
   for (let i = 0; i < n; i++) spawn(i);
   return cluster;
+}
+
+// ---- assertions shared by the cluster tests ----
+
+/** The smallest last-closed-ledger seq among `nodes`. */
+export async function minLcl(c: TestCluster, nodes: number[]): Promise<number> {
+  return Math.min(...(await Promise.all(nodes.map((i) => c.lcl(i)))).map((l) => l.seqNo));
+}
+
+/** What node i last wrote to run/status.json (what `hp-node status` prints), or null before the first write. */
+export function nodeStatus(c: TestCluster, i: number): Record<string, any> | null {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(c.dirs[i], 'run', 'status.json'), 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
+/** Node i has caught up with `others`, votes again, and holds the same ledgers (first, middle, last). */
+export async function assertRejoined(c: TestCluster, i: number, others: number[], timeoutMs = 60_000): Promise<void> {
+  await c.waitFor(async () => (await c.lcl(i)).seqNo >= (await minLcl(c, others)) && nodeStatus(c, i)?.voteStatus === 'synced', timeoutMs, `node ${i + 1} catches up and votes again`);
+  const upTo = await minLcl(c, [i, ...others]);
+  for (const s of [1, Math.floor(upTo / 2), upTo]) {
+    const hashes = new Set(await Promise.all([i, ...others].map((n) => c.ledgerHash(n, s))));
+    assert.equal(hashes.size, 1, `ledger ${s} (which names the state root) is the same on every node`);
+  }
 }
