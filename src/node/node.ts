@@ -1048,7 +1048,8 @@ export class HpNode extends EventEmitter {
    * records (a retained snapshot) and the ledger runs again. Genesis has nothing to execute.
    */
   private recoverExecution(last: LedgerRecord): { executed: Executed | null; reexecute: boolean } {
-    const store = ObjectStore.open(this.paths.store);
+    // A previous run killed with -9 may leave its statefs child exiting for a moment: wait for its lock.
+    const store = ObjectStore.open(this.paths.store, { lockWaitMs: 15_000 });
     try {
       const root = Buffer.from(store.current.root, 'hex');
       // Every object of the current state is checked once at start: a byte flipped on disk while
