@@ -4,7 +4,7 @@
 # native contract launcher, npm deps, build (`npm run build` also compiles native/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-need=()
+need=( rsync)
 for pkg in libfuse2 fuse3 sqlite3 git gcc libc6-dev; do  # gcc: native/ contract launcher
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
