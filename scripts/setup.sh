@@ -4,8 +4,8 @@
 # native contract launcher, npm deps, build (`npm run build` also compiles native/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-need=( rsync)
-for pkg in libfuse2 fuse3 sqlite3 git gcc libc6-dev; do  # gcc: native/ contract launcher
+need=()
+for pkg in libfuse2 fuse3 sqlite3 git gcc libc6-dev rsync; do  # gcc: native/ contract launcher; rsync: bench sync baseline
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
