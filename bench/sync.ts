@@ -43,6 +43,7 @@ import { PATCH_FILE, STATE_SUBDIR } from '../src/node/nodeDir';
 import { patchConfigOf } from '../src/node/patchConfig';
 import { ObjectStore } from '../src/state/blockstore';
 import { importDirectory } from '../src/state/importExport';
+import { FANOUT, fileDepth } from '../src/state/objects';
 import { cleanStaleMounts, fuseMountsUnder } from '../src/state/mounts';
 import { argValue, CONTRACT_ENV, makeLog, markdown, REPO_ROOT, sleep } from './common';
 import { childPids, freePorts, procStatusMiB, waitExit } from './processes';
@@ -706,8 +707,8 @@ function report(o: {
     `roundtime ${CFG.roundtimeMs} ms; ${os.cpus().length} cores; node ${process.version}; load average ${o.loadBefore.toFixed(2)} before / ${os.loadavg()[0].toFixed(2)} after`;
   const notes: string[] = [
     `setup: data.bin generated in ${o.dataGenS.toFixed(1)} s; genesis (3 stores importing it) ${o.genesisS.toFixed(1)} s; ${CFG.changedBlocks} patches accepted in ${o.patchS.toFixed(1)} s`,
-    `changed: blocks touched ${o.listsTouched} list node(s) of data.bin's tree (1,024 block hashes = 32 KiB each; file nodes of files over 1,024 blocks point to lists), so the ` +
-      `tree nodes alone are ~${mib(o.listsTouched * 32 * 1024)} on top of the blocks: fetched − changed = ${((cBytes - o.changedBytes) / 1024).toFixed(1)} KiB in ${c.status.transfer.stateObjects - CFG.changedBlocks} objects besides the blocks`,
+    `changed: blocks touched ${o.listsTouched} list node(s) of data.bin's tree (up to ${FANOUT} hashes = ${FANOUT * 32} B each; file nodes of files over ${FANOUT} blocks point to lists), so the ` +
+      `tree nodes alone are ~${mib(o.listsTouched * FANOUT * 32)} on top of the blocks: fetched − changed = ${((cBytes - o.changedBytes) / 1024).toFixed(1)} KiB in ${c.status.transfer.stateObjects - CFG.changedBlocks} objects besides the blocks`,
     `changed: ${c.syncLine}`,
     `fresh: ${f.syncLine}`,
     `changed: node3 synced at lcl ${c.lclAtSynced} (others ${c.othersAtSynced}); fresh: at ${f.lclAtSynced} (others ${f.othersAtSynced})`,
@@ -830,7 +831,9 @@ async function main(): Promise<void> {
   const rsync = rsyncBaseline(path.join(contractDir, 'data.bin'), changed);
   if (!rsync) log('rsync is not installed: skipping the baseline (apt-get install -y rsync; scripts/setup.sh does not install it)');
 
-  const listsTouched = CFG.stateBlocks > 1024 ? new Set(changed.map((k) => Math.floor(k / 1024))).size : 0;
+  // List nodes on the changed blocks' paths, every level of data.bin's fan-out tree.
+  let listsTouched = 0;
+  for (let d = 0, span = FANOUT; d < fileDepth(CFG.stateBlocks); d++, span *= FANOUT) listsTouched += new Set(changed.map((k) => Math.floor(k / span))).size;
   process.stdout.write(report({
     changed: changedRes, fresh: freshRes, changedBytes: CFG.changedBlocks * BLOCK, listsTouched, rsync, check, genesisS, dataGenS, patchS, downLedgers, loadBefore, quiet, serving,
   }));

@@ -11,7 +11,7 @@ import { test } from 'node:test';
 import { readConfig } from '../src/config/nodeConfig';
 import { readKeyFile } from '../src/crypto/keys';
 import { createNode } from '../src/node/nodeDir';
-import { decodeGetObjects, encodeObjects, KIND } from '../src/node/peerMessages';
+import { decodeGetObjects, encodeByteList, REQUEST } from '../src/node/peerMessages';
 import { PeerNetwork } from '../src/p2p/network';
 import { ObjectStore } from '../src/state/blockstore';
 import { REPO_ROOT, tempDir } from './helpers/fixtures';
@@ -62,9 +62,13 @@ function dataBlocks(c: TestCluster, from: number, at: number): { total: number; 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 test('state sync killed with SIGKILL half-way resumes after a restart without fetching the verified objects again', async (t) => {
-  const DATA = 128 * MiB; // ~4 s of sync here: status.json (written every second) shows it part-way
+  const DATA = 128 * MiB; // ~4 s of sync (see the serving cap below): status.json (written every second) shows it part-way
   const t0 = Date.now();
-  const c = await startTestCluster(t, { nodes: 3, contractDir: writerContract(t, DATA), contractEnv: ENV, roundtimeMs: 300, thresholdPercent: 66 });
+  // Serving is capped at 16 MiB/s per peer, so the 128 MiB take ~4 s and the test can watch it part-way.
+  const c = await startTestCluster(t, {
+    nodes: 3, contractDir: writerContract(t, DATA), contractEnv: ENV, roundtimeMs: 300, thresholdPercent: 66,
+    configure: (_i, cfg) => void (cfg.mesh.serve_mib_per_sec = 16),
+  });
   await c.waitFor(async () => (await minLcl(c, [0, 1, 2])) >= 2, 60_000, 'the cluster closes ledgers');
 
   // Node 3 becomes brand new: its genesis state without data.bin, and no ledgers.
@@ -167,14 +171,14 @@ test('a UNL peer serving wrong state objects is rejected and the sync completes 
   await liar.start();
   t.after(() => liar.stop());
   const lies = { requests: 0, objects: 0, askedBy: new Set<string>() };
-  liar.on('message', (m) => {
-    if (m.kind !== KIND.getObjects) return;
-    const { id, hashes } = decodeGetObjects(m.body);
+  liar.on('request', (r) => {
+    if (r.kind !== REQUEST.objects) return;
+    const hashes = decodeGetObjects(r.body);
     lies.requests++;
-    lies.askedBy.add(m.author);
+    lies.askedBy.add(r.from);
     // By turns: a real block of data.bin that is not the object asked, or random bytes.
     const out = hashes.map((h) => (lies.objects++ % 2 === 0 ? realBlocks.find((b) => !b.hash.equals(h))!.bytes : crypto.randomBytes(BLOCK)));
-    liar.sendTo(m.author, KIND.objects, encodeObjects(id, out), { context: 'sync' });
+    r.reply(encodeByteList(out));
   });
 
   // Node 3 comes back: nodes 1 and 2 cannot close ledgers without it, so its sync target holds still.

@@ -14,7 +14,7 @@ import { SeenIds } from '../src/p2p/dedup';
 import { backoffDelayMs, parsePeerAddress, peerUrl } from '../src/p2p/dialTarget';
 import { PeerCloseCode, PeerLimits, resolvePeerLimits } from '../src/p2p/limits';
 import { PeerEvent, PeerMessage, PeerNetwork } from '../src/p2p/network';
-import { decodeFrame, encodeAuth, encodeHello, encodeMsg, Frame, HelloFrame, MessageContext, PROTOCOL_VERSION } from '../src/p2p/wire';
+import { allocRes, decodeFrame, encodeAuth, encodeHello, encodeMsg, encodeValue, Frame, HelloFrame, MessageContext, PROTOCOL_VERSION } from '../src/p2p/wire';
 
 const CONTRACT = '6a1e07a2-5b43-4c1b-9f0e-p2p-test';
 const hex = (k: KeyPair) => k.publicKey.toString('hex');
@@ -434,6 +434,14 @@ test('duplicate connections between two nodes resolve to the one the lower key i
   await waitFor(() => Q.msgs.length === 1, 'message over the surviving connection');
 });
 
+/** An answer frame as a peer would send it. */
+function encodeRes(id: number, parts: Buffer[]): Buffer {
+  const body = Buffer.concat(parts);
+  const r = allocRes(id, body.length);
+  body.copy(r.body);
+  return r.frame;
+}
+
 test('rate limit drops a flood from one peer while another peer is still heard', async (t) => {
   const [ka, kb, kx] = [generateKeyPair(), generateKeyPair(), generateKeyPair()];
   const unl = [hex(ka), hex(kb), hex(kx)];
@@ -490,4 +498,54 @@ test('building blocks: backoff bounds, peer addresses, dedup window, limits vali
   assert.throws(() => resolvePeerLimits({ maxMsgsPerSecPerPeer: -1 }), /non-negative integer/);
   assert.throws(() => resolvePeerLimits({ maxPeer: 3 } as Partial<PeerLimits>), /unknown peer limit "maxPeer"/);
   assert.equal(resolvePeerLimits().maxMessageBytes, 4 * 1024 * 1024);
+});
+
+test('requests: answered by that peer only, large answers exempt from the byte budget, unsolicited ones charged, timeouts and lost links resolve null', async (t) => {
+  const [ka, kb, kx] = [generateKeyPair(), generateKeyPair(), generateKeyPair()];
+  const unl = [hex(ka), hex(kb), hex(kx)];
+  const frozen = 1_000_000; // no refill: A's byte budget from each peer is its burst alone (1 MiB)
+  const limits = { maxBytesPerSecPerPeer: 64 * 1024, maxMessageBytes: 1024 * 1024 };
+  const A = await startNode(t, ka, { unl, limits, clock: () => frozen });
+  const B = await startNode(t, kb, { unl, peers: [A.addr] });
+  await waitFor(() => A.net.connectedPeers().length === 1 && B.net.connectedPeers().length === 1, 'A–B up');
+  const big = Buffer.alloc(900 * 1024, 7); // 14x the byte budget A grants B
+  const seen: Array<{ from: string; kind: string; body: string }> = [];
+  B.net.on('request', (r) => {
+    seen.push({ from: r.from, kind: r.kind, body: r.body.toString() });
+    if (r.kind === 'test.big') r.reply([Buffer.from('head:'), big]);
+    else if (r.kind === 'test.into') r.replyInto(3, (b) => b.write('abc'));
+    // 'test.silent' is never answered
+  });
+  const answer = await A.net.request(B.hex, 'test.big', Buffer.from('q1'), 2000);
+  assert.ok(answer && answer.length === 5 + big.length && answer.subarray(0, 5).toString() === 'head:' && answer.subarray(5).equals(big), 'the whole 900 KiB answer arrived');
+  assert.equal((await A.net.request(B.hex, 'test.into', Buffer.from('q2'), 2000))?.toString(), 'abc');
+  assert.deepEqual(seen, [{ from: A.hex, kind: 'test.big', body: 'q1' }, { from: A.hex, kind: 'test.into', body: 'q2' }]);
+  assert.equal(A.net.stats().peers[B.hex].rateDropped, 0, 'answers to our requests do not pay the byte budget');
+  assert.equal(A.net.stats().peers[B.hex].answers, 2);
+  // No answer in time: null, and the late answer is counted, not delivered.
+  const t0 = Date.now();
+  assert.equal(await A.net.request(B.hex, 'test.silent', Buffer.alloc(0), 150), null);
+  assert.ok(Date.now() - t0 >= 140);
+  // Not connected: null at once.
+  assert.equal(await A.net.request(hex(kx), 'test.big', Buffer.alloc(0), 2000), null);
+
+  // A raw peer sending answers nobody asked for: counted as late, charged to its byte budget, no ban.
+  const X = await rawAdmitted(t, A, kx, '127.0.0.1');
+  const junk = Buffer.alloc(400 * 1024, 1); // the byte burst is max(budget, maxMessageBytes) = 1 MiB
+  for (let id = 1; id <= 3; id++) X.send(encodeRes(id, [junk]));
+  await waitFor(() => A.net.stats().peers[hex(kx)].framesIn === 3, 'unsolicited answers processed');
+  const sx = A.net.stats().peers[hex(kx)];
+  assert.equal(sx.lateAnswers, 3);
+  assert.equal(sx.rateDropped, 1, 'two fit the 1 MiB byte burst, the third did not');
+  assert.equal(sx.badMessages, 0);
+  // A malformed request kind is a bad message.
+  X.send(encodeValue([4, 'bad kind!', 1, Buffer.alloc(1)]));
+  await waitFor(() => A.net.stats().peers[hex(kx)].badMessages === 1, 'malformed request counted');
+
+  // The link goes down while a request waits: null, before its timeout.
+  const pending = A.net.request(B.hex, 'test.silent', Buffer.alloc(0), 10_000);
+  const t1 = Date.now();
+  await B.net.stop();
+  assert.equal(await pending, null);
+  assert.ok(Date.now() - t1 < 5000, 'resolved by the disconnect, not the 10 s timeout');
 });

@@ -95,7 +95,7 @@ test('a sync stopped half-way resumes without fetching again what it stored; not
   const signal = { aborted: false };
   await assert.rejects(
     syncState(target, root, {
-      peers: ['p'], fetch, timeMs: 5, batch: 2, parallel: 1, signal,
+      peers: ['p'], fetch, timeMs: 5, batch: 2, parallel: 1, signal, progressEveryMs: 0, persistEveryBytes: 1,
       onProgress: (p) => {
         if (p.objectsFetched >= 6) signal.aborted = true;
       },

@@ -41,12 +41,20 @@ export interface NodeConfig {
     idle_timeout: number;
     concurrent_read_requests: number;
   };
-  mesh: { port: number; listen_host: string; known_peers: string[] };
+  mesh: {
+    port: number;
+    listen_host: string;
+    known_peers: string[];
+    /** State bytes per second this node serves to syncing peers, in MiB (absent = DEFAULT_SERVE_MIB_PER_SEC). */
+    serve_mib_per_sec?: number;
+  };
   log: { level: 'debug' | 'info' | 'warn' | 'error' };
 }
 
 export const DEFAULT_USER_PORT = 8081;
 export const DEFAULT_PEER_PORT = 22861;
+/** Serving state to a syncing peer: two peers at this rate reach the 200 MiB/s a fresh node aims for. */
+export const DEFAULT_SERVE_MIB_PER_SEC = 128;
 
 export function defaultConfig(opts: { contractId: string; unl: string[]; binPath: string; binArgs: string; userPort?: number; peerPort?: number; roundtimeMs?: number }): NodeConfig {
   return {
@@ -101,6 +109,7 @@ const int = (min: number, max: number): Check => (p, v) =>
   Number.isSafeInteger(v) && (v as number) >= min && (v as number) <= max ? null : `${p}: expected an integer in ${min}..${max}, got ${JSON.stringify(v)}`;
 const str = (nonEmpty = true): Check => (p, v) => (typeof v === 'string' && (!nonEmpty || v.length > 0) ? null : `${p}: expected a ${nonEmpty ? 'non-empty ' : ''}string, got ${JSON.stringify(v)}`);
 const bool: Check = (p, v) => (typeof v === 'boolean' ? null : `${p}: expected true or false, got ${JSON.stringify(v)}`);
+const optional = (check: Check): Check => (p, v) => (v === undefined ? null : check(p, v));
 const oneOf = (...values: string[]): Check => (p, v) => (values.includes(v as string) ? null : `${p}: expected one of ${values.join(', ')}, got ${JSON.stringify(v)}`);
 
 const SCHEMA: Record<string, Check> = {
@@ -145,6 +154,7 @@ const SCHEMA: Record<string, Check> = {
   'mesh.listen_host': str(),
   'mesh.known_peers': (p, v) =>
     Array.isArray(v) && v.every((x) => typeof x === 'string' && /^[^\s:]+:\d{1,5}$/.test(x)) ? null : `${p}: expected an array of "host:port" strings`,
+  'mesh.serve_mib_per_sec': optional(int(1, 1_000_000)),
   'log.level': oneOf('debug', 'info', 'warn', 'error'),
 };
 

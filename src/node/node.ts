@@ -10,11 +10,10 @@
 // Inputs: users submit to any node; it checks the signature, admits the input and gossips it,
 // signed by its user, to the others. Outputs reach users when the next ledger closes, with the
 // UNL members' signatures of the output root that the upstream client verifies.
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { EventEmitter } from 'node:events';
-import { NodeConfig, writeConfig } from '../config/nodeConfig';
+import { DEFAULT_SERVE_MIB_PER_SEC, NodeConfig, writeConfig } from '../config/nodeConfig';
 import { ConsensusCore } from '../consensus/core';
 import { decodeAttestation, decodeProposalBody, encodeAttestation, encodeProposalBody } from '../consensus/proposalCodec';
 import type { CandidateInput, ClosedLedger, ConsensusAction, ConsensusEvent, Evidence, PersistedLock, SyncRequest, VoteStatus } from '../consensus/types';
@@ -29,8 +28,8 @@ import type { LedgerInput, LedgerRecord } from '../ledger/ledgerHash';
 import { signedPayload } from '../p2p/envelope';
 import { PeerNetwork } from '../p2p/network';
 import { FLAG_RELAY } from '../p2p/wire';
-import type { PeerMessage } from '../p2p/network';
-import { ObjectStore } from '../state/blockstore';
+import type { PeerMessage, PeerRequest } from '../p2p/network';
+import { ObjectLocation, ObjectStore } from '../state/blockstore';
 import { corruptObjects, StateSyncProgress, syncState } from '../state/sync';
 import { TokenBucket } from '../p2p/rate';
 import { StatefsMount } from '../state/statefsClient';
@@ -42,8 +41,8 @@ import { NodePaths, PATCH_FILE, STATE_SUBDIR } from './nodeDir';
 import { ExecFile, LockFile } from './nodeFiles';
 import { OutputSigBook } from './outputSigs';
 import {
-  decodeGetInputs, decodeGetLedgers, decodeGetObjects, decodeInputs, decodeLedgers, decodeNpl, decodeObjects, decodeOutputSig, encodeGetInputs,
-  encodeGetLedgers, encodeGetObjects, encodeInputs, encodeLedgers, encodeNpl, encodeObjects, encodeOutputSig, KIND, MAX_OBJECTS_PER_REQUEST, MAX_INPUTS_PER_MESSAGE, MAX_LEDGER_REPLY_BYTES, MAX_LEDGERS_PER_REQUEST, polCertSignaturesValid,
+  BYTE_LIST_ITEM_HEADER, decodeByteList, decodeGetInputs, decodeGetLedgers, decodeGetObjects, decodeInputs, decodeNpl, decodeOutputSig, encodeByteList, encodeGetInputs,
+  encodeGetLedgers, encodeGetObjects, encodeInputs, encodeNpl, encodeOutputSig, KIND, MAX_OBJECT_REPLY_BYTES, REQUEST, writeByteList, MAX_OBJECTS_PER_REQUEST, MAX_INPUTS_PER_MESSAGE, MAX_LEDGER_REPLY_BYTES, MAX_LEDGERS_PER_REQUEST, polCertSignaturesValid,
   PROPOSAL_FLAGS, WireInput,
 } from './peerMessages';
 import { ConsensusSettings, consensusSettingsOf } from './patchConfig';
@@ -60,13 +59,11 @@ const GOSSIP_BATCH_MS = 20;
 /** Bytes of input containers per gossip message. */
 const GOSSIP_BATCH_BYTES = 1024 * 1024;
 /** How long a catch-up waits for one peer's ledgers before asking another. */
-const LEDGER_REQUEST_TIMEOUT_MS = 3000;
+const SYNC_REQUEST_TIMEOUT_MS = 3000;
 /** A gap of more ledgers than this is closed by state sync (fetch only the differing state) rather than replay. */
 const MAX_REPLAY_LEDGERS = 16;
 /** Peer events kept while the core is paused for a repair, replayed after it. */
 const MAX_HELD_EVENTS = 20_000;
-/** Bytes of state objects this node serves per second (a burst of twice that): serving never starves its own rounds. */
-const SERVE_BYTES_PER_SEC = 64 * 1024 * 1024;
 
 export interface RoundTimings {
   seqNo: number;
@@ -138,17 +135,13 @@ export class HpNode extends EventEmitter {
   private stateDiverged = false;
   private paused = false;
   private heldEvents: ConsensusEvent[] = [];
-  private readonly ledgerWaiters = new Map<string, { id: number; done: (records: Buffer[]) => void }>();
   /** What this node fetched from peers while catching up and syncing state (status and tests). */
   readonly transfer = { ledgerRecords: 0, ledgerBytes: 0, rejectedRecords: 0, stateObjects: 0, stateBytes: 0, rejectedObjects: 0, stateSyncs: 0 };
   /** Objects found corrupt in our own store at start: fetched again by the next state sync. */
   private distrusted = new Set<string>();
   private remounting = false;
   private serving: { store: ObjectStore; commit: number } | null = null;
-  private readonly serveBucket = new TokenBucket(SERVE_BYTES_PER_SEC, 2 * SERVE_BYTES_PER_SEC, Date.now());
-  private readonly objectWaiters = new Map<number, { peer: string; done: (objects: Array<Buffer | null>) => void }>();
-  /** Request ids start at random: a restarted node's first request must not repeat one a peer saw before. */
-  private nextRequestId = crypto.randomInt(1, 2 ** 40);
+  private readonly serveBucket: TokenBucket;
   private stopping = false;
   private statusTimer: NodeJS.Timeout | null = null;
   /** The state sync in progress, for status and progress lines. */
@@ -158,6 +151,9 @@ export class HpNode extends EventEmitter {
 
   constructor(readonly paths: NodePaths, readonly config: NodeConfig, readonly keys: KeyPair, private readonly log: Logger) {
     super();
+    // State served to syncing peers per second (burst: a quarter of that), so serving never starves our own rounds.
+    const serve = (config.mesh.serve_mib_per_sec ?? DEFAULT_SERVE_MIB_PER_SEC) * 1024 * 1024;
+    this.serveBucket = new TokenBucket(serve, Math.max(serve / 4, MAX_OBJECT_REPLY_BYTES), Date.now());
     this.unlHex = config.contract.unl.map((k) => k.toLowerCase()).sort();
     this.lockFile = new LockFile(path.join(paths.ledger, 'lock'));
     this.execFile = new ExecFile(path.join(paths.ledger, 'last-exec'));
@@ -231,6 +227,7 @@ export class HpNode extends EventEmitter {
         log: this.log.child('p2p'),
       });
       net.on('message', (m) => this.onPeerMessage(m));
+      net.on('request', (r) => this.onPeerRequest(r));
       try {
         await net.start();
       } catch (err) {
@@ -340,8 +337,6 @@ export class HpNode extends EventEmitter {
     if (this.statusTimer) clearInterval(this.statusTimer);
     for (const w of this.outputWaits) w.check();
     this.outputWaits.clear();
-    for (const w of this.ledgerWaiters.values()) w.done([]);
-    for (const w of this.objectWaiters.values()) w.done([]);
     await this.catchingUp;
     await this.running?.done;
     await this.net?.stop();
@@ -808,63 +803,69 @@ export class HpNode extends EventEmitter {
     for (const ev of held) this.dispatch(ev);
   }
 
-  private fetchObjects(peer: string, hashes: Buffer[]): Promise<Array<Buffer | null>> {
-    return new Promise((resolve) => {
-      const id = this.nextRequestId++;
-      const timer = setTimeout(() => done(hashes.map(() => null)), LEDGER_REQUEST_TIMEOUT_MS);
-      const done = (objects: Array<Buffer | null>) => {
-        clearTimeout(timer);
-        this.objectWaiters.delete(id);
-        resolve(hashes.map((_, i) => objects[i] ?? null));
-      };
-      this.objectWaiters.set(id, { peer, done });
-      if (!this.net?.sendTo(peer, KIND.getObjects, encodeGetObjects(id, hashes), { context: 'sync' })) done([]);
-    });
+  /** One hpn.getobj request: the objects in order (a prefix if the peer stopped early), null if unanswered. */
+  private async fetchObjects(peer: string, hashes: Buffer[]): Promise<Array<Buffer | null> | null> {
+    const body = await this.net?.request(peer, REQUEST.objects, encodeGetObjects(hashes), SYNC_REQUEST_TIMEOUT_MS);
+    if (!body) return null;
+    return decodeByteList(body, hashes.length, 'hpn.getobj answer');
   }
 
-  /** Serves committed state objects (a read-only view of the store, reopened when it moved on). */
-  private onGetObjects(m: PeerMessage): void {
-    if (m.context !== 'sync') throw new Error('object requests must be signed in context "sync"');
-    const { id, hashes } = decodeGetObjects(m.body);
-    const out: Array<Buffer | null> = [];
+  /**
+   * Serves committed state objects from a read-only view of the store (reopened when it moved on),
+   * read straight into the answer frame. They are not re-hashed here: the requester checks every
+   * object against its hash anyway, objects found damaged at start-up are withheld, and a block
+   * rotten since then costs us that requester's trust for one sync, not a wrong state anywhere.
+   */
+  private onObjectRequest(r: PeerRequest): void {
+    const hashes = decodeGetObjects(r.body);
+    const store = this.servingStore(hashes[0]);
+    const locs: Array<ObjectLocation | null> = [];
+    let bytes = 0;
     for (const h of hashes) {
-      let o = this.readObject(h);
-      if (!o && this.serving && ObjectStore.readCurrentRoot(this.paths.store).commit !== this.serving.commit) {
-        this.serving.store.close();
-        this.serving = null;
-        o = this.readObject(h);
-      }
-      // Over budget: the requester gets nulls and asks another peer (or us, later).
-      out.push(o && this.serveBucket.take(o.length, Date.now()) ? o : null);
+      const loc = store?.locate(h);
+      const usable = loc && !this.distrusted.has(h.toString('hex')) ? loc : null;
+      // Over the frame or serving budget: stop here; the requester asks for the rest again.
+      if (usable && ((locs.length > 0 && bytes + usable.length > MAX_OBJECT_REPLY_BYTES) || !this.serveBucket.take(usable.length, Date.now()))) break;
+      locs.push(usable);
+      bytes += BYTE_LIST_ITEM_HEADER + (usable?.length ?? 0);
     }
-    this.net?.sendTo(m.author, KIND.objects, encodeObjects(id, out), { context: 'sync' });
+    try {
+      r.replyInto(bytes, (body) => writeByteList(body, locs, (loc, into) => store!.readAt(loc.pack, loc.offset, into)));
+    } catch {
+      this.closeServingStore(); // packs rewritten under us: answer "not now", the next request reopens
+      r.reply([]);
+    }
   }
 
-  private readObject(h: Buffer): Buffer | null {
+  /** The read-only view to serve from; reopened when the committed store moved past it and lacks `probe`. */
+  private servingStore(probe: Buffer): ObjectStore | null {
     try {
+      if (this.serving && !this.serving.store.has(probe) && ObjectStore.readCurrentRoot(this.paths.store).commit !== this.serving.commit) this.closeServingStore();
       if (!this.serving) {
         const store = ObjectStore.open(this.paths.store, { readOnly: true });
         this.serving = { store, commit: store.current.commit };
       }
-      return this.serving.store.has(h) ? this.serving.store.get(h) : null;
+      return this.serving.store;
     } catch {
-      return null; // corrupt here, or packs rewritten under us: someone else serves it
+      return null;
     }
   }
 
-  private requestLedgers(peer: string, from: number, to: number): Promise<Buffer[]> {
-    return new Promise((resolve) => {
-      const id = this.nextRequestId++;
-      const timer = setTimeout(() => done([]), LEDGER_REQUEST_TIMEOUT_MS);
-      const done = (records: Buffer[]) => {
-        clearTimeout(timer);
-        if (this.ledgerWaiters.get(peer)?.id === id) this.ledgerWaiters.delete(peer);
-        resolve(records);
-      };
-      this.ledgerWaiters.get(peer)?.done([]);
-      this.ledgerWaiters.set(peer, { id, done });
-      if (!this.net?.sendTo(peer, KIND.getLedgers, encodeGetLedgers(id, from, to), { context: 'sync' })) done([]);
-    });
+  private closeServingStore(): void {
+    this.serving?.store.close();
+    this.serving = null;
+  }
+
+  private async requestLedgers(peer: string, from: number, to: number): Promise<Buffer[]> {
+    const body = await this.net?.request(peer, REQUEST.ledgers, encodeGetLedgers(from, to), SYNC_REQUEST_TIMEOUT_MS);
+    if (!body) return [];
+    try {
+      return decodeByteList(body, MAX_LEDGERS_PER_REQUEST, 'hpn.getlgr answer').filter((r): r is Buffer => r !== null);
+    } catch (err) {
+      this.transfer.rejectedRecords++;
+      this.log.warn(`peer ${peer.slice(0, 10)} sent a malformed ledger answer: ${(err as Error).message}`);
+      return [];
+    }
   }
 
   /** Verifies, appends and replays fetched records in order; stops at the first bad one. */
@@ -910,9 +911,8 @@ export class HpNode extends EventEmitter {
     return applied > 0 ? 'some' : 'none';
   }
 
-  private onGetLedgers(m: PeerMessage): void {
-    if (m.context !== 'sync') throw new Error('ledger requests must be signed in context "sync"');
-    const { id, from, to } = decodeGetLedgers(m.body);
+  private onLedgerRequest(r: PeerRequest): void {
+    const { from, to } = decodeGetLedgers(r.body);
     const out: Buffer[] = [];
     let bytes = 0;
     for (let s = from; s <= Math.min(to, this.ledger.last().seqNo); s++) {
@@ -921,7 +921,20 @@ export class HpNode extends EventEmitter {
       out.push(rec);
       bytes += rec.length;
     }
-    this.net?.sendTo(m.author, KIND.ledgers, encodeLedgers(id, out), { context: 'sync' });
+    r.reply(encodeByteList(out));
+  }
+
+  /** Questions from UNL peers (p2p req frames); an unanswerable one gets an empty answer. */
+  private onPeerRequest(r: PeerRequest): void {
+    if (this.stopping || !r.fromUnl) return;
+    try {
+      if (r.kind === REQUEST.objects) return this.onObjectRequest(r);
+      if (r.kind === REQUEST.ledgers) return this.onLedgerRequest(r);
+      this.log.debug(`peer ${r.from.slice(0, 10)}: unknown request kind ${r.kind}`);
+    } catch (err) {
+      this.log.warn(`peer ${r.from.slice(0, 10)}: malformed ${r.kind} request: ${(err as Error).message}`);
+    }
+    r.reply([]);
   }
 
   private async execute(l: LedgerToRun, run: { exec: ContractExecution | null }): Promise<RoundTimings> {
@@ -1108,22 +1121,6 @@ export class HpNode extends EventEmitter {
         }
         case KIND.npl:
           return this.onNplMessage(m);
-        case KIND.getLedgers:
-          return this.onGetLedgers(m);
-        case KIND.ledgers: {
-          const r = decodeLedgers(m.body);
-          const w = this.ledgerWaiters.get(m.author);
-          if (w && w.id === r.id) w.done(r.records);
-          return;
-        }
-        case KIND.getObjects:
-          return this.onGetObjects(m);
-        case KIND.objects: {
-          const r = decodeObjects(m.body);
-          const w = this.objectWaiters.get(r.id);
-          if (w && w.peer === m.author) w.done(r.objects);
-          return;
-        }
         default:
           this.log.debug(`peer ${m.author.slice(0, 10)}: unknown message kind ${m.kind}`);
       }

@@ -9,17 +9,17 @@
 //   hpn.getin   {h: [input hash, …]}                             "send me these input bodies"
 //   hpn.osig    {s: seqNo, r: output root, g: sig}               HotPocket-format output root signature
 //   hpn.npl     {s: seqNo, d: bytes}                             contract-to-contract message, context 'npl'
-//   hpn.getlgr  {q: request id, f: from seq, t: to seq}          "send me these ledgers", context 'sync'
-//   hpn.lgr     {q: request id, r: [encoded ledger record, …]}   the answer (ledger/ledgerCodec.ts), context 'sync'
-//   hpn.getobj  {q: request id, h: [object hash, …]}             state objects (state/sync.ts), context 'sync'
-//   hpn.obj     {q: request id, o: [bytes | null, …]}            the answer, one entry per hash, context 'sync'
+//
+// Requests (unsigned p2p req/res frames on the authenticated link; answers are byte lists, below):
+//   hpn.getlgr  {f: from seq, t: to seq}     → encoded ledger records (ledger/ledgerCodec.ts)
+//   hpn.getobj  32-byte hashes back to back  → the state objects (state/sync.ts), a prefix at least
 import { verifyIn } from '../crypto/domain';
 import { HASH_BYTES } from '../crypto/hash';
 import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from '../crypto/keys';
 import { encodeProposalBody, prevoteOf } from '../consensus/proposalCodec';
 import type { PolCert, Proposal } from '../consensus/types';
 import { signedPayload } from '../p2p/envelope';
-import { FLAG_RELAY } from '../p2p/wire';
+import { decodeValue, encodeValue, FLAG_RELAY } from '../p2p/wire';
 import type { UserProtocol } from '../users/nodeApi';
 
 export const KIND = Object.freeze({
@@ -29,14 +29,18 @@ export const KIND = Object.freeze({
   getInputs: 'hpn.getin',
   outputSig: 'hpn.osig',
   npl: 'hpn.npl',
-  getLedgers: 'hpn.getlgr',
-  ledgers: 'hpn.lgr',
-  getObjects: 'hpn.getobj',
-  objects: 'hpn.obj',
+});
+
+/** What nodes ask each other (p2p req/res frames). */
+export const REQUEST = Object.freeze({
+  ledgers: 'hpn.getlgr',
+  objects: 'hpn.getobj',
 });
 
 /** State objects per request: 32 blocks of 64 KiB keep an answer at 2 MiB. */
 export const MAX_OBJECTS_PER_REQUEST = 32;
+/** An object answer stops before this size (one object is always sent), under the 4 MiB frame limit. */
+export const MAX_OBJECT_REPLY_BYTES = 3 * 1024 * 1024;
 
 /** Ledgers per hpn.getlgr request; an answer also stops at MAX_LEDGER_REPLY_BYTES. */
 export const MAX_LEDGERS_PER_REQUEST = 64;
@@ -134,47 +138,82 @@ export function decodeNpl(body: unknown, maxBytes: number): NplMessage {
   return { seqNo: seq(field(body, 's'), 'hpn.npl.s'), data };
 }
 
-// Requests carry an id: the peer network drops a message it has seen (author + signed bytes), so
-// asking a peer the same thing twice must not be the same message twice.
-export function encodeGetLedgers(id: number, from: number, to: number): object {
-  return { q: id, f: from, t: to };
+// Requests (p2p req/res frames: unsigned, on the authenticated link, answered by that peer only).
+
+export function encodeGetLedgers(from: number, to: number): Buffer {
+  return encodeValue({ f: from, t: to });
 }
 
-export function decodeGetLedgers(body: unknown): { id: number; from: number; to: number } {
-  const from = seq(field(body, 'f'), 'hpn.getlgr.f');
-  const to = seq(field(body, 't'), 'hpn.getlgr.t');
+export function decodeGetLedgers(body: Buffer): { from: number; to: number } {
+  const v = decodeValue(body);
+  const from = seq(field(v, 'f'), 'hpn.getlgr.f');
+  const to = seq(field(v, 't'), 'hpn.getlgr.t');
   if (from < 1 || to < from || to - from >= MAX_LEDGERS_PER_REQUEST) throw new PeerBodyError(`hpn.getlgr needs 1 ≤ f ≤ t < f + ${MAX_LEDGERS_PER_REQUEST}`);
-  return { id: seq(field(body, 'q'), 'hpn.getlgr.q'), from, to };
+  return { from, to };
 }
 
-export function encodeLedgers(id: number, records: Buffer[]): object {
-  return { q: id, r: records };
+/** hpn.getobj asks for objects by hash: the body is the 32-byte hashes back to back. */
+export function encodeGetObjects(hashes: readonly Buffer[]): Buffer {
+  return Buffer.concat(hashes);
 }
 
-export function decodeLedgers(body: unknown): { id: number; records: Buffer[] } {
-  const list = field(body, 'r');
-  if (!Array.isArray(list) || list.length > MAX_LEDGERS_PER_REQUEST) throw new PeerBodyError(`hpn.lgr needs at most ${MAX_LEDGERS_PER_REQUEST} records`);
-  return { id: seq(field(body, 'q'), 'hpn.lgr.q'), records: list.map((r, n) => bytes(r, `hpn.lgr.r[${n}]`)) };
+export function decodeGetObjects(body: Buffer): Buffer[] {
+  const n = body.length / HASH_BYTES;
+  if (!Number.isInteger(n) || n < 1 || n > MAX_OBJECTS_PER_REQUEST) throw new PeerBodyError(`hpn.getobj needs 1..${MAX_OBJECTS_PER_REQUEST} hashes of ${HASH_BYTES} bytes, got ${body.length} bytes`);
+  const out: Buffer[] = [];
+  for (let i = 0; i < n; i++) out.push(body.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES));
+  return out;
 }
 
-export function encodeGetObjects(id: number, hashes: Buffer[]): object {
-  return { q: id, h: hashes };
+/**
+ * Answers (ledger records, state objects) are lists of byte strings: per item a u32 BE of its
+ * length + 1 (0 = "I do not have it") and its bytes. Returned as parts so each item is copied once,
+ * into the answer frame. An object answer may stop early (a prefix of what was asked): the rest is
+ * "not now" (size or serving budget), to be asked again.
+ */
+export function encodeByteList(items: ReadonlyArray<Buffer | null>): Buffer[] {
+  const parts: Buffer[] = [];
+  for (const it of items) {
+    const len = Buffer.allocUnsafe(4);
+    len.writeUInt32BE(it === null ? 0 : it.length + 1);
+    parts.push(len);
+    if (it !== null && it.length > 0) parts.push(it);
+  }
+  return parts;
 }
 
-export function decodeGetObjects(body: unknown): { id: number; hashes: Buffer[] } {
-  const list = field(body, 'h');
-  if (!Array.isArray(list) || list.length === 0 || list.length > MAX_OBJECTS_PER_REQUEST) throw new PeerBodyError(`hpn.getobj needs 1..${MAX_OBJECTS_PER_REQUEST} hashes`);
-  return { id: seq(field(body, 'q'), 'hpn.getobj.q'), hashes: list.map((h, n) => bytes(h, `hpn.getobj.h[${n}]`, HASH_BYTES)) };
+export const BYTE_LIST_ITEM_HEADER = 4;
+
+/** Writes a byte list of items whose bytes `read` puts in place (sized by `length`) into `body`. */
+export function writeByteList<T extends { length: number }>(body: Buffer, items: ReadonlyArray<T | null>, read: (item: T, into: Buffer) => void): void {
+  let at = 0;
+  for (const it of items) {
+    body.writeUInt32BE(it === null ? 0 : it.length + 1, at);
+    at += BYTE_LIST_ITEM_HEADER;
+    if (it === null) continue;
+    read(it, body.subarray(at, at + it.length));
+    at += it.length;
+  }
+  if (at !== body.length) throw new Error(`byte list filled ${at} of ${body.length} bytes`);
 }
 
-export function encodeObjects(id: number, objects: Array<Buffer | null>): object {
-  return { q: id, o: objects };
-}
-
-export function decodeObjects(body: unknown): { id: number; objects: Array<Buffer | null> } {
-  const list = field(body, 'o');
-  if (!Array.isArray(list) || list.length > MAX_OBJECTS_PER_REQUEST) throw new PeerBodyError(`hpn.obj needs at most ${MAX_OBJECTS_PER_REQUEST} objects`);
-  return { id: seq(field(body, 'q'), 'hpn.obj.q'), objects: list.map((o, n) => (o === null ? null : bytes(o, `hpn.obj.o[${n}]`))) };
+export function decodeByteList(body: Buffer, maxItems: number, what: string): Array<Buffer | null> {
+  const out: Array<Buffer | null> = [];
+  let at = 0;
+  while (at < body.length) {
+    if (out.length >= maxItems) throw new PeerBodyError(`${what} has more than ${maxItems} items`);
+    if (at + 4 > body.length) throw new PeerBodyError(`${what} item ${out.length} is cut short`);
+    const n = body.readUInt32BE(at);
+    at += 4;
+    if (n === 0) {
+      out.push(null);
+      continue;
+    }
+    if (at + n - 1 > body.length) throw new PeerBodyError(`${what} item ${out.length} claims ${n - 1} bytes, ${body.length - at} left`);
+    out.push(body.subarray(at, at + n - 1));
+    at += n - 1;
+  }
+  return out;
 }
 
 function field(body: unknown, name: string): unknown {

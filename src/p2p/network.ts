@@ -15,7 +15,7 @@ import { createEnvelope, decodeBody, envelopeId, signedPayload, verifyEnvelope }
 import { PeerCloseCode, PeerLimits, resolvePeerLimits } from './limits';
 import { TokenBucket, WindowCounter } from './rate';
 import { PeerSession, SessionHost } from './session';
-import { decodeFrame, encodeMsg, FLAG_RELAY, Frame, MessageContext, MsgFrame } from './wire';
+import { decodeFrame, encodeMsg, allocRes, encodeReq, FLAG_RELAY, Frame, looksLikeRes, MessageContext, MsgFrame } from './wire';
 
 export interface PeerNetworkOptions {
   contractId: string;
@@ -60,6 +60,22 @@ export interface PeerMessage {
   sig: Uint8Array;
 }
 
+/** A question from a directly connected peer (wire.ts req frame): answer it with reply(), at most once. */
+export interface PeerRequest {
+  /** The peer at the other end of the link (its key proven by the handshake). */
+  from: string;
+  kind: string;
+  body: Buffer;
+  fromUnl: boolean;
+  /** Sends `parts` (concatenated) as the answer; false if the peer is gone or its buffer is full. */
+  reply(parts: readonly Uint8Array[]): boolean;
+  /**
+   * Sends an answer of `length` bytes that `fill` writes straight into the outgoing frame. If fill
+   * throws, nothing is sent and the request can still be answered.
+   */
+  replyInto(length: number, fill: (body: Buffer) => void): boolean;
+}
+
 export interface PeerEvent {
   pubkeyHex: string;
   state: 'up' | 'down';
@@ -100,6 +116,9 @@ export interface PeerCounters {
   relayed: number;
   badMessages: number;
   rateDropped: number;
+  /** Requests they answered / answers that came after we stopped waiting (not counted as bad). */
+  answers: number;
+  lateAnswers: number;
   /** Our frames to them dropped because their outbound buffer was full. */
   sendDropped: number;
   bans: number;
@@ -126,6 +145,7 @@ export interface PeerNetworkStats {
 export declare interface PeerNetwork {
   on(event: 'message', listener: (m: PeerMessage) => void): this;
   on(event: 'peer', listener: (e: PeerEvent) => void): this;
+  on(event: 'request', listener: (r: PeerRequest) => void): this;
   once(event: 'message', listener: (m: PeerMessage) => void): this;
   once(event: 'peer', listener: (e: PeerEvent) => void): this;
   off(event: 'message', listener: (m: PeerMessage) => void): this;
@@ -180,6 +200,9 @@ export class PeerNetwork extends EventEmitter {
   private started = false;
   private unlArr: string[] | null = null;
   private unlSet = new Set<string>();
+  /** Our requests waiting for an answer, by id; ids start at random so a restarted node does not reuse recent ones. */
+  private readonly waiting = new Map<number, { peer: string; done: (body: Buffer | null) => void }>();
+  private nextRequestId = 1 + Math.floor(Math.random() * 2 ** 40);
 
   constructor(private readonly opts: PeerNetworkOptions) {
     super();
@@ -270,6 +293,7 @@ export class PeerNetwork extends EventEmitter {
       if (t.timer) clearTimeout(t.timer);
       t.timer = null;
     }
+    for (const w of [...this.waiting.values()]) w.done(null);
     for (const s of this.live) s.close(PeerCloseCode.goingAway, 'node stopping');
     const deadline = Date.now() + STOP_WAIT_MS;
     while (this.live.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
@@ -352,6 +376,26 @@ export class PeerNetwork extends EventEmitter {
     if (!s) return false;
     const { frame } = this.seal(kind, body, opts.context, false);
     return this.sendFrame(s, frame);
+  }
+
+  /**
+   * Asks one connected peer and resolves with its answer's body, or null when it is not connected,
+   * the send was dropped, the link went down or `timeoutMs` passed. Never rejects.
+   */
+  request(pubkeyHex: string, kind: string, body: Uint8Array, timeoutMs: number): Promise<Buffer | null> {
+    const s = this.sessions.get(pubkeyHex);
+    if (!s) return Promise.resolve(null);
+    const id = this.nextRequestId++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => done(null), timeoutMs);
+      const done = (answer: Buffer | null) => {
+        clearTimeout(timer);
+        this.waiting.delete(id);
+        resolve(answer);
+      };
+      this.waiting.set(id, { peer: pubkeyHex, done });
+      if (!this.sendFrame(s, encodeReq(kind, id, body))) done(null);
+    });
   }
 
   /** Keys of admitted peers, sorted. */
@@ -488,6 +532,7 @@ export class PeerNetwork extends EventEmitter {
   private removeSession(s: PeerSession): void {
     if (!s.peerHex || this.sessions.get(s.peerHex) !== s) return;
     this.sessions.delete(s.peerHex);
+    for (const w of [...this.waiting.values()]) if (w.peer === s.peerHex) w.done(null);
     const c = this.record(s.peerHex).c;
     c.connected = false;
     c.disconnects++;
@@ -553,8 +598,10 @@ export class PeerNetwork extends EventEmitter {
     const now = this.clock();
     c.framesIn++;
     c.bytesIn += data.length;
-    // Cheapest checks first: a flood costs us a counter, not a decode or a signature check.
-    if (!r.msgBucket.take(1, now) || !r.byteBucket.take(data.length, now)) {
+    // Cheapest checks first: a flood costs us a counter, not a decode or a signature check. An
+    // answer to a request we are waiting on is exempt from the byte budget: we chose its size.
+    const answer = isBinary && looksLikeRes(data);
+    if (!r.msgBucket.take(1, now) || (!answer && !r.byteBucket.take(data.length, now))) {
       c.rateDropped++;
       return;
     }
@@ -563,7 +610,52 @@ export class PeerNetwork extends EventEmitter {
     try {
       f = decodeFrame(data);
     } catch (e) {
+      if (answer) r.byteBucket.take(data.length, now);
       return this.badMessage(s, r, (e as Error).message);
+    }
+    if (f.type === 'res') {
+      const w = this.waiting.get(f.id);
+      if (w && w.peer === s.peerHex) {
+        c.answers++;
+        return w.done(f.body);
+      }
+      // Late (we timed out) or never asked: harmless once, but it pays the byte budget after all.
+      c.lateAnswers++;
+      if (!r.byteBucket.take(data.length, now)) c.rateDropped++;
+      return;
+    }
+    if (f.type === 'req') {
+      const from = s.peerHex;
+      let answered = false;
+      const replyInto = (length: number, fill: (body: Buffer) => void): boolean => {
+        if (answered) throw new Error(`request ${f.kind} from ${from.slice(0, 10)} answered twice`);
+        const { frame, body } = allocRes(f.id, length);
+        if (frame.length > this.limits.maxMessageBytes) throw new Error(`answer to ${f.kind} is ${frame.length} bytes, over maxMessageBytes (${this.limits.maxMessageBytes})`);
+        fill(body);
+        answered = true;
+        const now = this.sessions.get(from);
+        return now !== undefined && this.sendFrame(now, frame);
+      };
+      const req: PeerRequest = {
+        from,
+        kind: f.kind,
+        body: f.body,
+        fromUnl: this.unl().has(from),
+        replyInto,
+        reply: (parts) => {
+          let length = 0;
+          for (const p of parts) length += p.length;
+          return replyInto(length, (body) => {
+            let at = 0;
+            for (const p of parts) {
+              body.set(p, at);
+              at += p.length;
+            }
+          });
+        },
+      };
+      c.delivered++;
+      return this.emitSafe('request', req);
     }
     if (f.type !== 'msg') return this.badMessage(s, r, `${f.type} frame after the handshake`);
     const author = f.author.toString('hex');
@@ -636,7 +728,7 @@ export class PeerNetwork extends EventEmitter {
     const l = this.limits;
     const now = this.clock();
     r = {
-      c: { connected: false, isUnl: false, inbound: false, address: '', connects: 0, disconnects: 0, framesIn: 0, bytesIn: 0, framesOut: 0, bytesOut: 0, delivered: 0, duplicates: 0, relayed: 0, badMessages: 0, rateDropped: 0, sendDropped: 0, bans: 0, lastBadReason: '' },
+      c: { connected: false, isUnl: false, inbound: false, address: '', connects: 0, disconnects: 0, framesIn: 0, bytesIn: 0, framesOut: 0, bytesOut: 0, delivered: 0, duplicates: 0, relayed: 0, badMessages: 0, rateDropped: 0, answers: 0, lateAnswers: 0, sendDropped: 0, bans: 0, lastBadReason: '' },
       msgBucket: new TokenBucket(l.maxMsgsPerSecPerPeer, l.maxMsgsPerSecPerPeer, now),
       byteBucket: new TokenBucket(l.maxBytesPerSecPerPeer, Math.max(l.maxBytesPerSecPerPeer, l.maxMessageBytes), now),
       badWindow: new WindowCounter(60_000),
@@ -654,7 +746,7 @@ export class PeerNetwork extends EventEmitter {
   }
 
   /** A listener's exception is our caller's bug: log it loudly but keep the socket handler alive. */
-  private emitSafe(event: 'message' | 'peer', payload: PeerMessage | PeerEvent): void {
+  private emitSafe(event: 'message' | 'peer' | 'request', payload: PeerMessage | PeerEvent | PeerRequest): void {
     try {
       this.emit(event, payload);
     } catch (e) {

@@ -629,6 +629,10 @@ export class StoreTxn {
   writeAt(offset: number, data: Uint8Array, dataOffset = 0, length = data.length - dataOffset): void {
     let done = 0;
     while (done < length) done += fs.writeSync(this.fd, data, dataOffset + done, length - done, offset + done);
+    this.noteWritten(length);
+  }
+
+  private noteWritten(length: number): void {
     this.unflushedBytes += length;
     if (this.unflushedBytes >= FLUSH_AHEAD_BYTES && !this.flushing) {
       // Start writing dirty slots to disk on a libuv thread while FUSE keeps the JS thread busy,
@@ -666,10 +670,11 @@ export class StoreTxn {
   /**
    * Appends an object unless the store already has it; returns its hash. `replace` stores it even
    * so: a repaired copy of an object whose stored bytes were found corrupt (the index's last
-   * record for a hash wins, now and when the index is reloaded).
+   * record for a hash wins, now and when the index is reloaded). `verifiedHash`: the caller has
+   * just hashed `content` itself (a sync checks every object it fetches), so it is not hashed again.
    */
-  put(kind: ObjectKind, content: Buffer, replace = false): Buffer {
-    const hash = hashObject(kind, content);
+  put(kind: ObjectKind, content: Buffer, replace = false, verifiedHash?: Buffer): Buffer {
+    const hash = verifiedHash ?? hashObject(kind, content);
     if (this.has(hash) && !(replace && !this.added.has(toHex(hash)))) return hash;
     this.assertOpen();
     if (this.pendingBytes === 0) this.pendingStart = this.next;
@@ -684,10 +689,15 @@ export class StoreTxn {
 
   private writePending(): void {
     if (this.pendingBytes === 0) return;
-    const batch = Buffer.concat(this.pending, this.pendingBytes);
+    const batch = this.pending;
+    const length = this.pendingBytes;
     this.pending = [];
     this.pendingBytes = 0;
-    this.writeAt(this.pendingStart, batch);
+    if (batch.length === 1) return this.writeAt(this.pendingStart, batch[0]);
+    // One gathered write (no concatenated copy) while it completes, the usual case.
+    const n = fs.writevSync(this.fd, batch, this.pendingStart);
+    this.noteWritten(n);
+    if (n < length) this.writeAt(this.pendingStart + n, Buffer.concat(batch, length).subarray(n));
   }
 
   /** Reads an object written in this transaction or already committed. */

@@ -9,8 +9,12 @@ import { ObjectStore } from './blockstore';
 import { decodeDir, decodeFile, decodeList, decodeRoot, EntryKind, hashObject, ObjectKind } from './objects';
 
 export interface SyncFetch {
-  /** Asks `peer` for these objects; resolves with one entry per hash (null = the peer lacks it). */
-  (peer: string, hashes: Buffer[]): Promise<Array<Buffer | null>>;
+  /**
+   * Asks `peer` for these objects. Resolves with the answer: entries in the order asked (null = the
+   * peer lacks it), possibly only a prefix (the rest is "not now": asked again, no strike); or null
+   * when no answer came (timeout, link down), which counts as a strike for every object.
+   */
+  (peer: string, hashes: Buffer[]): Promise<Array<Buffer | null> | null>;
 }
 
 export interface StateSyncProgress {
@@ -27,10 +31,14 @@ export interface StateSyncOptions {
   fetch: SyncFetch;
   /** Objects per request (a response stays under the peer frame limit: 32 × 64 KiB = 2 MiB). */
   batch?: number;
-  /** Requests in flight, spread over the peers. */
+  /** Requests in flight, spread over the peers; a new one goes out as soon as one is answered. */
   parallel?: number;
+  /** Verified bytes written before they are made durable (fdatasync) and count as resumable. */
+  persistEveryBytes?: number;
   timeMs: number; // the imported snapshot's time (the ledger's)
   onProgress?: (p: StateSyncProgress) => void;
+  /** Least time between two onProgress calls (default 250 ms; the last one always comes). */
+  progressEveryMs?: number;
   /** A peer sent bytes that do not hash to what was asked: the caller penalises it. */
   onBadPeer?: (peer: string, reason: string) => void;
   /** Objects to treat as missing even if the store has them (they failed verification). */
@@ -53,11 +61,17 @@ interface Want {
 
 const MAX_CHANGED_PATHS = 100;
 const MAX_TRIES = 6;
+const BUSY_PEER_PAUSE_MS = 50;
+const PROGRESS_EVERY_MS = 250;
+const DEFAULT_PERSIST_EVERY_BYTES = 32 * 1024 * 1024;
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export async function syncState(store: ObjectStore, target: Buffer, o: StateSyncOptions): Promise<StateSyncResult> {
   if (o.peers.length === 0) throw new Error('state sync needs at least one peer');
   const batch = o.batch ?? 32;
   const parallel = o.parallel ?? 8;
+  const persistEvery = o.persistEveryBytes ?? DEFAULT_PERSIST_EVERY_BYTES;
   const t0 = Date.now();
   const p: StateSyncProgress = { objectsFetched: 0, bytesFetched: 0, objectsLocal: 0, objectsRejected: 0, pending: 0, elapsedMs: 0 };
   const changed: string[] = [];
@@ -102,7 +116,7 @@ export async function syncState(store: ObjectStore, target: Buffer, o: StateSync
 
   /** Walks what we hold locally, collecting what we lack, until enough is queued to fetch. */
   const expand = () => {
-    while (stack.length > 0 && missing.length < batch * parallel) {
+    while (stack.length > 0 && missing.length < 2 * batch * parallel) {
       const w = stack.pop()!;
       const hex = w.hash.toString('hex');
       if (store.has(w.hash) && !o.distrust?.has(hex)) {
@@ -118,51 +132,97 @@ export async function syncState(store: ObjectStore, target: Buffer, o: StateSync
     p.pending = missing.length;
   };
 
-  expand();
-  while (missing.length > 0) {
-    if (o.signal?.aborted) throw new Error('state sync aborted');
-    const round = missing.splice(0, batch * parallel);
-    const groups: Want[][] = [];
-    for (let i = 0; i < round.length; i += batch) groups.push(round.slice(i, i + batch));
-    const results = await Promise.all(groups.map(async (g) => {
-      const peer = peers[next++ % peers.length];
-      try {
-        return { peer, g, got: await o.fetch(peer, g.map((w) => w.hash)) };
-      } catch {
-        return { peer, g, got: g.map(() => null) };
+  // A pipeline: `parallel` requests stay in flight; each answer is verified and written as it
+  // arrives, the walk continues from it, and the next request goes out at once. Written objects
+  // are made durable every persistEvery bytes, so a kill loses at most that much work.
+  let txn = store.begin();
+  // Fetched objects count in the progress once durable: what a status shows survives a kill.
+  const unpersisted = { objects: 0, bytes: 0 };
+  const persist = () => {
+    txn.persist();
+    p.objectsFetched += unpersisted.objects;
+    p.bytesFetched += unpersisted.bytes;
+    unpersisted.objects = unpersisted.bytes = 0;
+    txn = store.begin();
+  };
+  const inflight = new Set<Promise<void>>();
+  let failure: Error | null = null;
+  let lastProgress = 0;
+  /** Files the objects of one answer, requeueing what did not come. */
+  const take = (peer: string, g: Want[], got: Array<Buffer | null> | null) => {
+    g.forEach((w, i) => {
+      const content = got === null ? null : got[i];
+      if (content === undefined) return void missing.push(w); // past a short answer: not now
+      if (content) {
+        if (hashObject(w.kind, content).equals(w.hash)) {
+          txn.put(w.kind, content, o.distrust?.has(w.hash.toString('hex')), w.hash);
+          unpersisted.objects++;
+          unpersisted.bytes += content.length;
+          if (!isLeaf(w.kind)) stack.push(...childrenOf(w, content));
+          return;
+        }
+        p.objectsRejected++;
+        o.onBadPeer?.(peer, `object ${w.hash.toString('hex').slice(0, 12)} (${ObjectKind[w.kind]}) does not match its hash`);
+        const at = peers.indexOf(peer);
+        if (at >= 0 && peers.length > 1) peers.splice(at, 1);
       }
-    }));
-    const txn = store.begin();
-    try {
-      for (const { peer, g, got } of results) {
-        g.forEach((w, i) => {
-          const content = got[i] ?? null;
-          if (content && hashObject(w.kind, content).equals(w.hash)) {
-            txn.put(w.kind, content, o.distrust?.has(w.hash.toString('hex')));
-            p.objectsFetched++;
-            p.bytesFetched += content.length;
-            if (!isLeaf(w.kind)) stack.push(...childrenOf(w, content));
-            return;
-          }
-          if (content) {
-            p.objectsRejected++;
-            o.onBadPeer?.(peer, `object ${w.hash.toString('hex').slice(0, 12)} (${ObjectKind[w.kind]}) does not match its hash`);
-            const at = peers.indexOf(peer);
-            if (at >= 0 && peers.length > 1) peers.splice(at, 1);
-          }
-          if (++w.tries >= MAX_TRIES * Math.max(1, o.peers.length)) throw new Error(`no peer served object ${w.hash.toString('hex')} (${ObjectKind[w.kind]} at ${w.path})`);
-          missing.push(w);
-        });
+      if (++w.tries >= MAX_TRIES * Math.max(1, o.peers.length)) throw new Error(`no peer served object ${w.hash.toString('hex')} (${ObjectKind[w.kind]} at ${w.path})`);
+      missing.push(w);
+    });
+    if (unpersisted.bytes >= persistEvery) persist();
+  };
+  const launch = (g: Want[]) => {
+    const peer = peers[next++ % peers.length];
+    const job = o
+      .fetch(peer, g.map((w) => w.hash))
+      .catch(() => null)
+      .then((got) => {
+        // A peer that answers with nothing at all is out of budget: let it breathe before the next ask.
+        if (got !== null && got.length === 0) return sleep(BUSY_PEER_PAUSE_MS).then(() => got);
+        return got;
+      })
+      .then((got) => {
+        inflight.delete(job);
+        if (failure) return;
+        try {
+          take(peer, g, got);
+        } catch (err) {
+          failure = err as Error;
+        }
+      });
+    inflight.add(job);
+  };
+
+  try {
+    for (;;) {
+      if (failure) throw failure;
+      if (o.signal?.aborted) throw new Error('state sync aborted');
+      expand();
+      while (inflight.size < parallel && missing.length > 0) launch(missing.splice(0, batch));
+      if (inflight.size === 0) break;
+      await Promise.race(inflight);
+      const now = Date.now();
+      if (now - lastProgress >= (o.progressEveryMs ?? PROGRESS_EVERY_MS)) {
+        lastProgress = now;
+        p.elapsedMs = now - t0;
+        o.onProgress?.({ ...p });
       }
-      txn.persist();
-    } catch (err) {
-      txn.abort();
-      throw err;
     }
-    p.elapsedMs = Date.now() - t0;
-    expand();
-    o.onProgress?.({ ...p });
+    persist();
+  } catch (err) {
+    await Promise.allSettled([...inflight]);
+    // What was verified stays: a retry (or the restarted node) starts from there.
+    try {
+      persist();
+    } catch {
+      txn.abort();
+    }
+    txn.abort();
+    throw err;
   }
+  txn.abort(); // the empty one persist() opened
+  p.elapsedMs = Date.now() - t0;
+  o.onProgress?.({ ...p });
   const snap = store.importSnapshot(target, [], o.timeMs);
   p.elapsedMs = Date.now() - t0;
   return { ...p, root: snap.root, changedPaths: changed };
