@@ -141,3 +141,35 @@ test('a block damaged on disk is found with its path, and a sync that distrusts 
   t.after(() => reopened.close());
   assert.deepEqual(corruptObjects(reopened, root), [], 'the repaired copy is what the store reads now, after a reopen too');
 });
+
+test('start-up check: a damaged tree node and a pack cut short are found, their neighbours are not', (t) => {
+  const store = storeFrom(t);
+  const root = Buffer.from(store.current.root, 'hex');
+  const fileNode = store.entryHash(root, '/big.bin')!;
+  const fileLoc = store.locate(fileNode)!;
+  const all = [root, store.getRoot(root).dir, ...['/big.bin', '/a.txt', '/sub', '/sub/b.txt'].map((p) => store.entryHash(root, p)!)];
+  for (const f of ['/big.bin', '/a.txt', '/sub/b.txt']) all.push(...store.fileBlocks(store.entryHash(root, f)!).blocks);
+  const lastBlock = store.fileBlocks(fileNode).blocks.map((h) => store.locate(h)!).filter((l) => l.pack === fileLoc.pack).sort((a, b) => b.offset - a.offset)[0];
+  const cutAt = lastBlock.offset + 10;
+  // Exactly the objects stored past the cut, plus the damaged file node.
+  const expected = new Set(all.filter((h) => {
+    const l = store.locate(h)!;
+    return l.pack === fileLoc.pack && l.offset + l.length > cutAt;
+  }).map((h) => h.toString('hex')));
+  expected.add(fileNode.toString('hex'));
+  assert.ok(expected.size >= 2, 'the cut reaches at least the last block');
+  const dir = store.dir;
+  store.close();
+  const packPath = path.join(dir, 'packs', `${fileLoc.pack}.pack`);
+  const fd = fs.openSync(packPath, 'r+');
+  fs.writeSync(fd, Buffer.from([0x5a]), 0, 1, fileLoc.offset + fileLoc.length - 1);
+  fs.closeSync(fd);
+  const damaged = ObjectStore.open(dir);
+  assert.deepEqual(damaged.damagedObjects(), new Set([fileNode.toString('hex')]), 'only the file node, not the objects packed beside it');
+  assert.deepEqual(corruptObjects(damaged, root), [{ hash: fileNode.toString('hex'), path: '/big.bin' }]);
+  damaged.close();
+  fs.truncateSync(packPath, cutAt);
+  const cut = ObjectStore.open(dir, { readOnly: true });
+  t.after(() => cut.close());
+  assert.deepEqual(cut.damagedObjects(), expected);
+});

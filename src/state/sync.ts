@@ -228,16 +228,23 @@ export async function syncState(store: ObjectStore, target: Buffer, o: StateSync
   return { ...p, root: snap.root, changedPaths: changed };
 }
 
-/** Hashes of objects under `root` whose bytes no longer match their hash (disk tampering or rot). */
+/**
+ * Objects under `root` that are damaged (bytes no longer match their hash: tampering or rot) or
+ * missing, with the path they belong to. Every stored object is hashed once, pack by pack; the tree
+ * is then walked through its (small) tree nodes only, to find which of those the state uses.
+ */
 export function corruptObjects(store: ObjectStore, root: Buffer): Array<{ hash: string; path: string }> {
+  const damaged = store.damagedObjects();
   const bad: Array<{ hash: string; path: string }> = [];
   const visit = (hash: Buffer, kind: ObjectKind, path: string) => {
+    const hex = hash.toString('hex');
+    if (damaged.has(hex) || !store.has(hash)) return void bad.push({ hash: hex, path });
+    if (kind === ObjectKind.Block || kind === ObjectKind.Link) return; // checked by damagedObjects above
     let content: Buffer;
     try {
-      content = store.get(hash, kind); // verified against its hash on the first read in a process
+      content = store.get(hash, kind);
     } catch {
-      bad.push({ hash: hash.toString('hex'), path });
-      return;
+      return void bad.push({ hash: hex, path }); // stored as another kind
     }
     switch (kind) {
       case ObjectKind.Root:
@@ -247,14 +254,10 @@ export function corruptObjects(store: ObjectStore, root: Buffer): Array<{ hash: 
           visit(e.hash, e.kind === EntryKind.Dir ? ObjectKind.Dir : e.kind === EntryKind.File ? ObjectKind.File : ObjectKind.Link, path === '/' ? `/${e.name}` : `${path}/${e.name}`);
         }
         return;
-      case ObjectKind.File:
-      case ObjectKind.List: {
+      default: {
         const n = kind === ObjectKind.File ? decodeFile(content) : decodeList(content);
         for (const c of n.children) visit(c, n.depth > 0 ? ObjectKind.List : ObjectKind.Block, path);
-        return;
       }
-      default:
-        return;
     }
   };
   visit(root, ObjectKind.Root, '/');
