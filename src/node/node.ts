@@ -65,6 +65,8 @@ const MAX_REPLAY_LEDGERS = 16;
 /** Peer events kept while the core is paused for a repair, replayed after it. */
 const MAX_HELD_EVENTS = 20_000;
 
+const ms = (x: number) => `${Math.round(x)} ms`;
+
 export interface RoundTimings {
   seqNo: number;
   inputs: number;
@@ -198,6 +200,7 @@ export class HpNode extends EventEmitter {
   }
 
   async start(): Promise<void> {
+    const t0 = performance.now();
     this.ledger = LedgerStore.open(this.paths.ledger);
     this.pool = new InputPool(
       {
@@ -210,7 +213,9 @@ export class HpNode extends EventEmitter {
     this.replayNonces();
     const last = this.ledger.last();
     const recovered = this.recoverExecution(last);
+    const t1 = performance.now();
     await this.mountRw();
+    const t2 = performance.now();
     const c = this.config.contract;
     const lock = this.lockFile.load();
     const start = recovered.executed;
@@ -238,6 +243,7 @@ export class HpNode extends EventEmitter {
       this.net = net;
     }
     this.log.info(`ledger at seq ${last.seqNo} (${last.hash.toString('hex').slice(0, 12)}), state root ${this.rw.root.slice(0, 12)}, UNL of ${this.unlHex.length} at ${c.consensus.threshold} % (quorum ${this.core.quorum}), roundtime ${c.consensus.roundtime} ms${lock && lock.seqNo === last.seqNo + 1 ? `, locked on a value for seq ${lock.seqNo}` : ''}`);
+    this.log.info(`started in ${ms(performance.now() - t0)} (ledger + state check ${ms(t1 - t0)}, mount ${ms(t2 - t1)}, peer port ${ms(performance.now() - t2)})`);
     if (recovered.reexecute) {
       this.log.info(`ledger ${last.seqNo} closed but its execution was not committed before the node stopped: running it again`);
       this.startExecution({ seqNo: last.seqNo, hash: last.hash, timestampMs: last.timestampMs, users: last.users, inputs: last.inputs });
