@@ -8,7 +8,8 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { ObjectStore } from '../src/state/blockstore';
 import { exportSnapshot, importDirectory } from '../src/state/importExport';
-import { corruptObjects, syncState } from '../src/state/sync';
+import { corruptObjects } from '../src/state/integrity';
+import { syncState } from '../src/state/sync';
 import { tempDir } from './helpers/fixtures';
 
 const BLOCK = 64 * 1024;

@@ -27,12 +27,13 @@ import { fetchedRecordProblem } from '../ledger/sync';
 import type { LedgerInput, LedgerRecord } from '../ledger/ledgerHash';
 import { signedPayload } from '../p2p/envelope';
 import { PeerNetwork } from '../p2p/network';
-import { FLAG_RELAY } from '../p2p/wire';
+import { FLAG_RELAY, MsgFrame } from '../p2p/wire';
 import type { PeerMessage, PeerRequest } from '../p2p/network';
 import { ObjectLocation, ObjectStore } from '../state/blockstore';
-import { corruptObjects, StateSyncProgress, syncState } from '../state/sync';
+import { checkInBackground, DamagedObject } from '../state/integrity';
+import { StateSyncProgress, syncState } from '../state/sync';
 import { TokenBucket } from '../p2p/rate';
-import { StatefsMount } from '../state/statefsClient';
+import { PreparedStatefs, StatefsMount } from '../state/statefsClient';
 import { checkSignedInput } from '../users/inputs';
 import type { CollapsedHashTree } from '../users/nodeApi';
 import { InputPool, PendingInput, RejectReason } from './inputPool';
@@ -133,6 +134,8 @@ export class HpNode extends EventEmitter {
   private status: VoteStatus | 'unknown' = 'unknown';
   /** Catching up: the core is paused (no events) while certified ledgers are fetched and replayed. */
   private catchingUp: Promise<void> | null = null;
+  /** The start-up state check running on a worker thread (stop waits for it). */
+  private stateCheck: Promise<void> | null = null;
   /** Our state is known to differ from the quorum's: replaying ledgers cannot fix it (state sync can). */
   private stateDiverged = false;
   private paused = false;
@@ -141,6 +144,8 @@ export class HpNode extends EventEmitter {
   readonly transfer = { ledgerRecords: 0, ledgerBytes: 0, rejectedRecords: 0, stateObjects: 0, stateBytes: 0, rejectedObjects: 0, stateSyncs: 0 };
   /** Objects found corrupt in our own store at start: fetched again by the next state sync. */
   private distrusted = new Set<string>();
+  /** Our latest proposal as sent, handed to each peer as it connects. */
+  private lastProposal: Omit<MsgFrame, 'type'> | null = null;
   private remounting = false;
   private serving: { store: ObjectStore; commit: number } | null = null;
   private readonly serveBucket: TokenBucket;
@@ -201,7 +206,13 @@ export class HpNode extends EventEmitter {
 
   async start(): Promise<void> {
     const t0 = performance.now();
-    this.ledger = LedgerStore.open(this.paths.ledger);
+    const statefs = this.bootRw(); // boots while the ledger opens and the state is checked
+    try {
+      this.ledger = LedgerStore.open(this.paths.ledger);
+    } catch (err) {
+      await statefs.cancel();
+      throw err;
+    }
     this.pool = new InputPool(
       {
         maxInputLedgerOffset: this.config.contract.max_input_ledger_offset,
@@ -212,9 +223,15 @@ export class HpNode extends EventEmitter {
     );
     this.replayNonces();
     const last = this.ledger.last();
-    const recovered = this.recoverExecution(last);
+    let recovered: ReturnType<HpNode['recoverExecution']>;
+    try {
+      recovered = this.recoverExecution(last);
+    } catch (err) {
+      await statefs.cancel();
+      throw err;
+    }
     const t1 = performance.now();
-    await this.mountRw();
+    await this.mountRw(statefs);
     const t2 = performance.now();
     const c = this.config.contract;
     const lock = this.lockFile.load();
@@ -233,6 +250,10 @@ export class HpNode extends EventEmitter {
       });
       net.on('message', (m) => this.onPeerMessage(m));
       net.on('request', (r) => this.onPeerRequest(r));
+      // A peer that just connected (restarted, or new) learns where we are now, not a round later.
+      net.on('peer', (e) => {
+        if (e.state === 'up' && this.lastProposal) net.forwardTo(e.pubkeyHex, this.lastProposal);
+      });
       try {
         await net.start();
       } catch (err) {
@@ -249,8 +270,44 @@ export class HpNode extends EventEmitter {
       this.startExecution({ seqNo: last.seqNo, hash: last.hash, timestampMs: last.timestampMs, users: last.users, inputs: last.inputs });
     }
     this.scheduleTick();
+    this.checkState();
     this.statusTimer = setInterval(() => this.writeStatus(), 1000);
     this.writeStatus();
+  }
+
+  /**
+   * Every object of the state is re-hashed once per start, on a worker thread: a byte flipped on
+   * disk while the node was down is found without delaying the start (a contract that reads such a
+   * block meanwhile gets EIO, and the consensus catches any result that differs), and repaired.
+   */
+  private checkState(): void {
+    const t0 = performance.now();
+    this.stateCheck = checkInBackground(this.paths.store, ObjectStore.readCurrentRoot(this.paths.store).root).then(
+      (bad) => {
+        if (bad.length === 0) return void this.log.info(`state check: every object of the state matches its hash (${ms(performance.now() - t0)})`);
+        this.onDamage(bad);
+      },
+      (err) => this.log.warn(`state check could not run: ${(err as Error).message}`),
+    );
+  }
+
+  private onDamage(bad: DamagedObject[]): void {
+    this.distrusted = new Set([...this.distrusted, ...bad.map((b) => b.hash)]);
+    this.stateDiverged = true;
+    const paths = [...new Set(bad.map((b) => b.path))].slice(0, 20).join(', ');
+    if (!this.net) return void this.log.error(`the state store is damaged: ${bad.length} object(s) do not match their hashes (${paths}); this node has no peers to repair it from: restore its state directory from a healthy node`);
+    this.log.error(`the state store is damaged: ${bad.length} object(s) do not match their hashes (${paths}); fetching them from peers`);
+    const repair = async () => {
+      while (this.catchingUp) await this.catchingUp;
+      // A sync that ran meanwhile distrusted and fetched them already.
+      if (this.stopping || this.distrusted.size === 0) return;
+      this.catchingUp = this.repairState('the state store is damaged')
+        .catch((err) => this.log.warn(`state repair failed: ${(err as Error).message}; retrying when the consensus asks`))
+        .finally(() => {
+          this.catchingUp = null;
+        });
+    };
+    void repair();
   }
 
   /** What `hp-node status` shows: position, votes, peers, and what catching up and syncing moved. */
@@ -286,8 +343,13 @@ export class HpNode extends EventEmitter {
     }
   }
 
-  private async mountRw(): Promise<void> {
-    const mount = await StatefsMount.start({ storeDir: this.paths.store, mountpoint: this.paths.rwMount, readOnly: false });
+  private bootRw(): PreparedStatefs {
+    return PreparedStatefs.boot({ storeDir: this.paths.store, mountpoint: this.paths.rwMount, readOnly: false });
+  }
+
+  /** Mounts the read-write state (with a child booted ahead of time, if given). */
+  private async mountRw(booted = this.bootRw()): Promise<void> {
+    const mount = await booted.mount();
     this.rw = mount;
     void mount.waitExit().then((code) => {
       if (this.rw === mount && !this.remounting) this.fail(`state filesystem process exited unexpectedly (code ${code})`);
@@ -343,6 +405,7 @@ export class HpNode extends EventEmitter {
     if (this.statusTimer) clearInterval(this.statusTimer);
     for (const w of this.outputWaits) w.check();
     this.outputWaits.clear();
+    await this.stateCheck;
     await this.catchingUp;
     await this.running?.done;
     await this.net?.stop();
@@ -470,6 +533,7 @@ export class HpNode extends EventEmitter {
         const sig = this.net
           ? this.net.broadcast(KIND.proposal, body, { relay: true, context: 'proposal' }).sig
           : signIn('proposal', this.contractId, signedPayload(PROPOSAL_FLAGS, KIND.proposal, body), this.keys.secretKey);
+        this.lastProposal = { context: 'proposal', kind: KIND.proposal, author: this.keys.publicKey, flags: PROPOSAL_FLAGS, body, sig };
         this.queue.push({ type: 'proposal', proposal: { ...a.proposal, author: this.keys.publicKey, sig } });
         return;
       }
@@ -741,12 +805,14 @@ export class HpNode extends EventEmitter {
     if (this.stopping) return;
     this.paused = true;
     const last = this.ledger.last();
+    let next: PreparedStatefs | null = null;
     try {
       const peers = this.net!.connectedPeers().filter((p) => this.unlHex.includes(p));
       if (peers.length === 0) throw new Error('no UNL peer connected');
       this.log.warn(`state sync: ${why}; fetching what differs from the state ledger ${last.seqNo} certifies (${last.stateHash.toString('hex').slice(0, 12)}) from ${peers.length} peer(s)`);
       this.remounting = true;
       await this.rw.close();
+      next = this.bootRw(); // mounts the synced state as soon as the sync is done
       let configHash: Buffer = ZERO_HASH;
       const store = ObjectStore.open(this.paths.store, { lockWaitMs: 5000 });
       try {
@@ -780,7 +846,9 @@ export class HpNode extends EventEmitter {
         this.syncProgress = null;
         store.close();
       }
-      await this.mountRw();
+      const booted = next;
+      next = null; // used now, whatever happens: a retry below boots afresh
+      await this.mountRw(booted);
       this.remounting = false;
       this.remember({ result: finishExecutionFromUsers(last.seqNo - 1, [], last.stateHash, this.keys), configHash });
       this.stateDiverged = false;
@@ -789,8 +857,8 @@ export class HpNode extends EventEmitter {
     } finally {
       if (this.remounting && !this.stopping) {
         this.remounting = false;
-        await this.mountRw().catch((err) => this.fail(`cannot mount the state again after a sync: ${(err as Error).message}`));
-      }
+        await this.mountRw(next ?? undefined).catch((err) => this.fail(`cannot mount the state again after a sync: ${(err as Error).message}`));
+      } else await next?.cancel();
       this.paused = false;
     }
     const executed = this.stateDiverged ? undefined : this.results.get(last.seqNo);
@@ -1071,15 +1139,6 @@ export class HpNode extends EventEmitter {
     const store = ObjectStore.open(this.paths.store, { lockWaitMs: 15_000 });
     try {
       const root = Buffer.from(store.current.root, 'hex');
-      // Every object of the current state is checked once at start: a byte flipped on disk while
-      // the node was down is found now, before the contract reads it, and repaired from peers.
-      const bad = corruptObjects(store, root);
-      if (bad.length > 0) {
-        this.distrusted = new Set(bad.map((b) => b.hash));
-        this.stateDiverged = true;
-        this.log.error(`the state store is damaged: ${bad.length} object(s) do not match their hashes (${[...new Set(bad.map((b) => b.path))].slice(0, 20).join(', ')}); they will be fetched from peers`);
-        return { executed: null, reexecute: false };
-      }
       const configOf = (r: Buffer) => store.entryHash(r, `/${PATCH_FILE}`) ?? ZERO_HASH;
       if (last.seqNo === 0) return { executed: { result: finishExecutionFromUsers(0, [], root, this.keys), configHash: configOf(root) }, reexecute: false };
       const saved = this.execFile.load(this.keys);

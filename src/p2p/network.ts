@@ -370,6 +370,13 @@ export class PeerNetwork extends EventEmitter {
     return n;
   }
 
+  /** Sends a message some author already signed, unchanged, to one connected peer; false if not connected or dropped. */
+  forwardTo(pubkeyHex: string, env: Omit<MsgFrame, 'type'>): boolean {
+    const s = this.sessions.get(pubkeyHex);
+    const frame = encodeMsg(env);
+    return s !== undefined && frame.length <= this.limits.maxMessageBytes && this.sendFrame(s, frame);
+  }
+
   /** Signs and sends a message to one connected peer (never relayed); false if not connected or dropped. */
   sendTo(pubkeyHex: string, kind: string, body: Uint8Array | object, opts: SendOptions = {}): boolean {
     const s = this.sessions.get(pubkeyHex);

@@ -5,7 +5,7 @@ import Fuse from 'fuse-native';
 import { ObjectStore } from './blockstore';
 import { makeFuseOps, withOpCounts } from './fuseOps';
 import { Session } from './session';
-import type { StatefsChildArgs, StatefsReply, StatefsRequest } from './statefsProtocol';
+import type { StatefsChildArgs, StatefsGo, StatefsReply, StatefsRequest } from './statefsProtocol';
 import { parseHashHex } from '../crypto/hash';
 
 // Options fuse-native has no switch for ride on fsname (reference/dependencies.md §1): 128 KiB
@@ -19,12 +19,7 @@ function send(msg: StatefsReply): void {
   if (process.connected) process.send!(msg);
 }
 
-function main(): void {
-  const args = JSON.parse(process.env.HP_STATEFS_ARGS ?? 'null') as StatefsChildArgs | null;
-  if (!args || !process.send) {
-    process.stderr.write('statefs child: run by hp-node through IPC only\n');
-    process.exit(2);
-  }
+function main(args: StatefsChildArgs): void {
   let store = ObjectStore.open(args.storeDir, { readOnly: args.readOnly, lockWaitMs: 10_000 });
   const viewRoot = () => (args.root && args.readOnly ? parseHashHex(args.root, 'root') : Buffer.from(store.current.root, 'hex'));
   let session = new Session(store, viewRoot(), { writable: false, timeMs: store.current.timeMs });
@@ -120,4 +115,20 @@ function main(): void {
   });
 }
 
-main();
+// Booting (Node, fuse-native, these modules) is most of the time a mount takes, so a parent may
+// start us before the store is free (during a state sync, say) and send 'go' when it is.
+const childArgs = JSON.parse(process.env.HP_STATEFS_ARGS ?? 'null') as StatefsChildArgs | null;
+if (!childArgs || !process.send) {
+  process.stderr.write('statefs child: run by hp-node through IPC only\n');
+  process.exit(2);
+}
+const leaveIfOrphaned = () => process.exit(0);
+const onGo = (m: unknown) => {
+  if ((m as StatefsGo).cmd !== 'go') return;
+  process.off('message', onGo);
+  process.off('disconnect', leaveIfOrphaned);
+  main(childArgs);
+};
+process.on('message', onGo);
+process.on('disconnect', leaveIfOrphaned);
+send({ type: 'booted' });

@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { SnapshotInfo } from './blockstore';
 import type { Quota } from './session';
 import { cleanStaleMounts } from './mounts';
-import type { StatefsChildArgs, StatefsReply, StatefsRequest } from './statefsProtocol';
+import type { StatefsChildArgs, StatefsGo, StatefsReply, StatefsRequest } from './statefsProtocol';
 
 const READY_TIMEOUT_MS = 15_000;
 
@@ -44,30 +44,13 @@ export class StatefsMount {
     return this.child.pid!;
   }
 
-  static async start(args: StatefsChildArgs): Promise<StatefsMount> {
-    const mountpoint = path.resolve(args.mountpoint);
-    cleanStaleMounts(mountpoint);
-    fs.mkdirSync(mountpoint, { recursive: true });
-    const child = fork(path.join(__dirname, 'statefsChild.js'), [], {
-      env: { ...process.env, HP_STATEFS_ARGS: JSON.stringify({ ...args, mountpoint }) },
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      serialization: 'advanced',
-    });
-    const exited = new Promise<number>((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1))));
-    const root = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        child.kill('SIGKILL');
-        reject(new StatefsError(`statefs did not mount ${mountpoint} within ${READY_TIMEOUT_MS} ms`, 'ETIMEDOUT'));
-      }, READY_TIMEOUT_MS);
-      child.once('message', (m: StatefsReply) => {
-        clearTimeout(timer);
-        if (m.type === 'ready') resolve(m.root);
-      });
-      void exited.then((code) => {
-        clearTimeout(timer);
-        reject(new StatefsError(`statefs exited with code ${code} before mounting ${mountpoint} (see its message above)`, 'EIO'));
-      });
-    });
+  /** Boots a child and mounts at once (see PreparedStatefs to boot ahead of time). */
+  static start(args: StatefsChildArgs): Promise<StatefsMount> {
+    return PreparedStatefs.boot(args).mount();
+  }
+
+  /** @internal PreparedStatefs hands over its running child. */
+  static adopt(child: ChildProcess, mountpoint: string, root: string, exited: Promise<number>): StatefsMount {
     return new StatefsMount(child, mountpoint, root, exited);
   }
 
@@ -125,5 +108,76 @@ export class StatefsMount {
   /** Resolves with the child's exit code when it exits for any reason. */
   waitExit(): Promise<number> {
     return this.exited;
+  }
+}
+
+/**
+ * A statefs child that has booted (Node, fuse-native, modules: most of a mount's time) but not yet
+ * opened the store or mounted: mount() does that, when the store is free. Lets a node overlap the
+ * boot with work that holds the store, such as its start-up check or a state sync.
+ */
+export class PreparedStatefs {
+  private readonly booted: Promise<void>;
+  private readonly exited: Promise<number>;
+  private used = false;
+
+  private constructor(private readonly child: ChildProcess, private readonly mountpoint: string) {
+    this.exited = new Promise<number>((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1))));
+    this.booted = new Promise<void>((resolve, reject) => {
+      const onMessage = (m: StatefsReply) => {
+        if (m.type !== 'booted') return;
+        child.off('message', onMessage);
+        resolve();
+      };
+      child.on('message', onMessage);
+      void this.exited.then((code) => reject(new StatefsError(`statefs exited with code ${code} while booting (see its message above)`, 'EIO')));
+    });
+    this.booted.catch(() => undefined); // observed by mount()
+  }
+
+  static boot(args: StatefsChildArgs): PreparedStatefs {
+    const mountpoint = path.resolve(args.mountpoint);
+    const child = fork(path.join(__dirname, 'statefsChild.js'), [], {
+      env: { ...process.env, HP_STATEFS_ARGS: JSON.stringify({ ...args, mountpoint }) },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      serialization: 'advanced',
+    });
+    return new PreparedStatefs(child, mountpoint);
+  }
+
+  /** Opens the store and mounts; resolves once the mount is serving. Once only. */
+  async mount(): Promise<StatefsMount> {
+    if (this.used) throw new Error('this statefs child was already mounted or cancelled');
+    this.used = true;
+    const { child, mountpoint } = this;
+    cleanStaleMounts(mountpoint);
+    fs.mkdirSync(mountpoint, { recursive: true });
+    const root = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new StatefsError(`statefs did not mount ${mountpoint} within ${READY_TIMEOUT_MS} ms`, 'ETIMEDOUT'));
+      }, READY_TIMEOUT_MS);
+      const onMessage = (m: StatefsReply) => {
+        if (m.type !== 'ready') return;
+        child.off('message', onMessage);
+        clearTimeout(timer);
+        resolve(m.root);
+      };
+      child.on('message', onMessage);
+      this.booted.then(() => child.send({ cmd: 'go' } satisfies StatefsGo), () => undefined);
+      void this.exited.then((code) => {
+        clearTimeout(timer);
+        reject(new StatefsError(`statefs exited with code ${code} before mounting ${mountpoint} (see its message above)`, 'EIO'));
+      });
+    });
+    return StatefsMount.adopt(child, mountpoint, root, this.exited);
+  }
+
+  /** Stops a child that will not be mounted after all. */
+  async cancel(): Promise<void> {
+    if (this.used) return;
+    this.used = true;
+    this.child.kill('SIGTERM');
+    await this.exited;
   }
 }

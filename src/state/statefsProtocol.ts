@@ -19,7 +19,13 @@ export type StatefsRequest =
   | { id: number; cmd: 'gc' }
   | { id: number; cmd: 'close' };
 
+/** Sent (without an id) once, when the parent wants the mount: the child boots first and waits for it. */
+export interface StatefsGo {
+  cmd: 'go';
+}
+
 export type StatefsReply =
+  | { type: 'booted' }
   | { type: 'ready'; root: string }
   | { type: 'reply'; id: number; ok: true; snapshot?: SnapshotInfo; result?: unknown; hashes?: Record<string, string | null> }
   | { type: 'reply'; id: number; ok: false; error: string; code: string };

@@ -227,39 +227,3 @@ export async function syncState(store: ObjectStore, target: Buffer, o: StateSync
   p.elapsedMs = Date.now() - t0;
   return { ...p, root: snap.root, changedPaths: changed };
 }
-
-/**
- * Objects under `root` that are damaged (bytes no longer match their hash: tampering or rot) or
- * missing, with the path they belong to. Every stored object is hashed once, pack by pack; the tree
- * is then walked through its (small) tree nodes only, to find which of those the state uses.
- */
-export function corruptObjects(store: ObjectStore, root: Buffer): Array<{ hash: string; path: string }> {
-  const damaged = store.damagedObjects();
-  const bad: Array<{ hash: string; path: string }> = [];
-  const visit = (hash: Buffer, kind: ObjectKind, path: string) => {
-    const hex = hash.toString('hex');
-    if (damaged.has(hex) || !store.has(hash)) return void bad.push({ hash: hex, path });
-    if (kind === ObjectKind.Block || kind === ObjectKind.Link) return; // checked by damagedObjects above
-    let content: Buffer;
-    try {
-      content = store.get(hash, kind);
-    } catch {
-      return void bad.push({ hash: hex, path }); // stored as another kind
-    }
-    switch (kind) {
-      case ObjectKind.Root:
-        return visit(decodeRoot(content).dir, ObjectKind.Dir, '/');
-      case ObjectKind.Dir:
-        for (const e of decodeDir(content)) {
-          visit(e.hash, e.kind === EntryKind.Dir ? ObjectKind.Dir : e.kind === EntryKind.File ? ObjectKind.File : ObjectKind.Link, path === '/' ? `/${e.name}` : `${path}/${e.name}`);
-        }
-        return;
-      default: {
-        const n = kind === ObjectKind.File ? decodeFile(content) : decodeList(content);
-        for (const c of n.children) visit(c, n.depth > 0 ? ObjectKind.List : ObjectKind.Block, path);
-      }
-    }
-  };
-  visit(root, ObjectKind.Root, '/');
-  return bad;
-}
