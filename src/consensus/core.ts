@@ -755,7 +755,17 @@ export class ConsensusCore {
   }
 
   private notePeerLcl(authorHex: string, seqNo: number): void {
-    if (seqNo > (this.peerLcl.get(authorHex) ?? -1)) this.peerLcl.set(authorHex, seqNo);
+    if (seqNo <= (this.peerLcl.get(authorHex) ?? -1)) return;
+    this.peerLcl.set(authorHex, seqNo);
+    // Clearly behind (N−q+1 members 2+ ledgers ahead, as at a round start): no need to wait for
+    // the next round to find out, which is what a restarted node would otherwise do.
+    if (seqNo <= this.lcl.seqNo + 1 || this.syncing) return;
+    const ahead: number[] = [];
+    for (const [k, s] of this.peerLcl) if (k !== this.selfHex && this.unl.has(k) && s > this.lcl.seqNo) ahead.push(s);
+    const needAhead = this.unl.size - this.quorum + 1;
+    if (ahead.length < needAhead) return;
+    const target = ahead.sort((a, b) => b - a)[needAhead - 1];
+    if (target > this.lcl.seqNo + 1) this.requestSync('behind', target, null, null);
   }
 
   // ---- output ----------------------------------------------------------------------------------------
