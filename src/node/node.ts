@@ -67,6 +67,8 @@ const MAX_REPLAY_LEDGERS = 16;
 const MAX_HELD_EVENTS = 20_000;
 
 const ms = (x: number) => `${Math.round(x)} ms`;
+/** Longest a start-up state check waits for the node to be voting with the others first. */
+const STATE_CHECK_DELAY_MS = 10_000;
 
 export interface RoundTimings {
   seqNo: number;
@@ -136,6 +138,7 @@ export class HpNode extends EventEmitter {
   private catchingUp: Promise<void> | null = null;
   /** The start-up state check running on a worker thread (stop waits for it). */
   private stateCheck: Promise<void> | null = null;
+  private stateCheckTimer: NodeJS.Timeout | null = null;
   /** Our state is known to differ from the quorum's: replaying ledgers cannot fix it (state sync can). */
   private stateDiverged = false;
   private paused = false;
@@ -270,7 +273,9 @@ export class HpNode extends EventEmitter {
       this.startExecution({ seqNo: last.seqNo, hash: last.hash, timestampMs: last.timestampMs, users: last.users, inputs: last.inputs });
     }
     this.scheduleTick();
-    this.checkState();
+    // The state check waits until the node votes with the others again (or STATE_CHECK_DELAY_MS):
+    // a restarted node rejoins first instead of sharing its CPU and disk between the two.
+    this.stateCheckTimer = setTimeout(() => this.checkState(), STATE_CHECK_DELAY_MS);
     this.statusTimer = setInterval(() => this.writeStatus(), 1000);
     this.writeStatus();
   }
@@ -281,6 +286,8 @@ export class HpNode extends EventEmitter {
    * block meanwhile gets EIO, and the consensus catches any result that differs), and repaired.
    */
   private checkState(): void {
+    if (this.stateCheck || this.stopping) return;
+    if (this.stateCheckTimer) clearTimeout(this.stateCheckTimer);
     const t0 = performance.now();
     this.stateCheck = checkInBackground(this.paths.store, ObjectStore.readCurrentRoot(this.paths.store).root).then(
       (bad) => {
@@ -403,6 +410,7 @@ export class HpNode extends EventEmitter {
     if (this.gossipTimer) clearTimeout(this.gossipTimer);
     this.tickTimer = this.gossipTimer = null;
     if (this.statusTimer) clearInterval(this.statusTimer);
+    if (this.stateCheckTimer) clearTimeout(this.stateCheckTimer);
     for (const w of this.outputWaits) w.check();
     this.outputWaits.clear();
     await this.stateCheck;
@@ -564,6 +572,7 @@ export class HpNode extends EventEmitter {
         if (a.status !== this.status) this.log.info(`vote status: ${a.status}`);
         this.status = a.status;
         this.emit('vote_status', { voteStatus: a.status });
+        if (a.status === 'synced') this.checkState();
         return;
       case 'requestSync':
         return this.syncNeeded(a.request);
