@@ -849,7 +849,7 @@ export class HpNode extends EventEmitter {
         this.transfer.stateSyncs++;
         this.distrusted = new Set();
         configHash = store.entryHash(last.stateHash, `/${PATCH_FILE}`) ?? ZERO_HASH;
-        this.log.warn(`state sync done in ${res.elapsedMs} ms: ${res.objectsFetched} objects (${res.bytesFetched} bytes) fetched, ${res.objectsLocal} kept; paths that differed: ${res.changedPaths.join(', ') || '(tree nodes only)'}`);
+        this.log.warn(`state sync done in ${res.elapsedMs} ms: ${res.objectsFetched} objects (${res.bytesFetched} bytes) fetched, ${res.objectsLocal} kept, ${res.requests} requests (round trip mean ${res.rttMsMean} ms, max ${res.rttMsMax} ms); paths that differed: ${res.changedPaths.join(', ') || '(tree nodes only)'}`);
       } finally {
         if (this.syncProgress && process.stderr.isTTY) process.stderr.write('\n');
         this.syncProgress = null;

@@ -667,6 +667,11 @@ export class StoreTxn {
   private pendingBytes = 0;
   private readonly added = new Map<string, ObjectLocation>();
   private done = false;
+  /** Write-behind (a sync's bulk puts): batches are written on libuv's threads, see writeBehind(). */
+  private behind = false;
+  private inflight = 0;
+  private writeError: Error | null = null;
+  private drained: Array<() => void> = [];
 
   constructor(private readonly store: ObjectStore, readonly pack: number, readonly fd: number, readonly base: number) {
     this.next = base;
@@ -699,6 +704,7 @@ export class StoreTxn {
   }
 
   readAt(offset: number, into: Buffer, intoOffset = 0, length = into.length - intoOffset): number {
+    if (this.inflight > 0) throw new StoreError('read from a write-behind transaction before drain()', 'EBUSY');
     if (this.pendingBytes > 0 && offset + length > this.pendingStart) this.writePending();
     let done = 0;
     while (done < length) {
@@ -737,17 +743,50 @@ export class StoreTxn {
     this.next += content.length;
     this.pending.push(content);
     this.pendingBytes += content.length;
-    if (this.pendingBytes >= PUT_BATCH_BYTES) this.writePending();
+    if (this.pendingBytes >= PUT_BATCH_BYTES) this.writePending(this.behind);
     this.added.set(toHex(hash), { kind, pack: this.pack, offset, length: content.length });
     return hash;
   }
 
-  private writePending(): void {
+  /**
+   * From now on put() writes its batches asynchronously, so the caller's thread keeps working (a
+   * sync receiving the next objects) while the kernel takes the bytes, however slowly the disk
+   * drains its page cache. The caller bounds the bytes in flight with drain(); persist() and
+   * commit() need drain(0) first.
+   */
+  writeBehind(): void {
+    this.behind = true;
+  }
+
+  /** Bytes handed to the kernel and not yet written. */
+  get inflightBytes(): number {
+    return this.inflight;
+  }
+
+  /** Resolves once at most `maxInflight` bytes are still being written; rejects if a write failed. */
+  async drain(maxInflight = 0): Promise<void> {
+    while (this.inflight > maxInflight) await new Promise<void>((r) => this.drained.push(r));
+    if (this.writeError) throw this.writeError;
+  }
+
+  private writePending(async = false): void {
     if (this.pendingBytes === 0) return;
     const batch = this.pending;
     const length = this.pendingBytes;
     this.pending = [];
     this.pendingBytes = 0;
+    if (async) {
+      this.inflight += length;
+      fs.writev(this.fd, batch, this.pendingStart, (err, n) => {
+        this.inflight -= length;
+        if (err || n < length) this.writeError ??= new StoreError(`cannot write to pack ${this.pack}: ${err?.message ?? `short write (${n} of ${length} bytes)`}`);
+        else this.noteWritten(length);
+        const waiting = this.drained;
+        this.drained = [];
+        for (const w of waiting) w();
+      });
+      return;
+    }
     if (batch.length === 1) return this.writeAt(this.pendingStart, batch[0]);
     // One gathered write (no concatenated copy) while it completes, the usual case.
     const n = fs.writevSync(this.fd, batch, this.pendingStart);
@@ -766,6 +805,7 @@ export class StoreTxn {
 
   commit(root: Buffer, meta: Omit<SnapshotInfo, 'root' | 'commit'>): SnapshotInfo {
     this.assertOpen();
+    this.assertDrained();
     if (!this.has(root)) throw new StoreError(`commit of root ${toHex(root)} that was never written`);
     this.writePending();
     this.done = true;
@@ -775,6 +815,7 @@ export class StoreTxn {
   /** Makes the objects put so far durable without a new snapshot, and ends the transaction. */
   persist(): void {
     this.assertOpen();
+    this.assertDrained();
     this.writePending();
     this.done = true;
     this.store.finishTxn(this, { root: null, meta: { timeMs: 0, bytes: 0, files: 0 }, added: this.added, packBytes: this.next });
@@ -788,6 +829,11 @@ export class StoreTxn {
 
   get isOpen(): boolean {
     return !this.done;
+  }
+
+  private assertDrained(): void {
+    if (this.inflight > 0) throw new StoreError('write-behind transaction not drained: await drain() first', 'EBUSY');
+    if (this.writeError) throw this.writeError;
   }
 
   private assertOpen(): void {

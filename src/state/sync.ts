@@ -48,6 +48,10 @@ export interface StateSyncOptions {
 
 export interface StateSyncResult extends StateSyncProgress {
   root: string;
+  /** Requests sent, and their round trips (ask → answer filed), for the log. */
+  requests: number;
+  rttMsMean: number;
+  rttMsMax: number;
   /** Paths (up to 100) of files and directories whose objects had to be fetched. */
   changedPaths: string[];
 }
@@ -64,6 +68,8 @@ const MAX_TRIES = 6;
 const BUSY_PEER_PAUSE_MS = 50;
 const PROGRESS_EVERY_MS = 250;
 const DEFAULT_PERSIST_EVERY_BYTES = 32 * 1024 * 1024;
+/** Fetched bytes that may be on their way to disk at once (held in memory until written). */
+const WRITE_BEHIND_BYTES = 32 * 1024 * 1024;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -134,16 +140,24 @@ export async function syncState(store: ObjectStore, target: Buffer, o: StateSync
 
   // A pipeline: `parallel` requests stay in flight; each answer is verified and written as it
   // arrives, the walk continues from it, and the next request goes out at once. Written objects
-  // are made durable every persistEvery bytes, so a kill loses at most that much work.
-  let txn = store.begin();
+  // are made durable every persistEvery bytes, so a kill loses at most that much work. Writes go
+  // out behind (libuv threads): receiving and hashing the next answers never waits for the disk
+  // unless WRITE_BEHIND_BYTES are still on their way to it.
+  const begin = () => {
+    const t = store.begin();
+    t.writeBehind();
+    return t;
+  };
+  let txn = begin();
   // Fetched objects count in the progress once durable: what a status shows survives a kill.
   const unpersisted = { objects: 0, bytes: 0 };
-  const persist = () => {
+  const persist = async () => {
+    while (txn.inflightBytes > 0) await txn.drain(0); // answers filed meanwhile may add writes
     txn.persist();
     p.objectsFetched += unpersisted.objects;
     p.bytesFetched += unpersisted.bytes;
     unpersisted.objects = unpersisted.bytes = 0;
-    txn = store.begin();
+    txn = begin();
   };
   const inflight = new Set<Promise<void>>();
   let failure: Error | null = null;
@@ -169,13 +183,21 @@ export async function syncState(store: ObjectStore, target: Buffer, o: StateSync
       if (++w.tries >= MAX_TRIES * Math.max(1, o.peers.length)) throw new Error(`no peer served object ${w.hash.toString('hex')} (${ObjectKind[w.kind]} at ${w.path})`);
       missing.push(w);
     });
-    if (unpersisted.bytes >= persistEvery) persist();
   };
+  const rtt = { n: 0, sum: 0, max: 0 };
   const launch = (g: Want[]) => {
     const peer = peers[next++ % peers.length];
+    const asked = Date.now();
     const job = o
       .fetch(peer, g.map((w) => w.hash))
       .catch(() => null)
+      .then((got) => {
+        const ms = Date.now() - asked;
+        rtt.n++;
+        rtt.sum += ms;
+        rtt.max = Math.max(rtt.max, ms);
+        return got;
+      })
       .then((got) => {
         // A peer that answers with nothing at all is out of budget: let it breathe before the next ask.
         if (got !== null && got.length === 0) return sleep(BUSY_PEER_PAUSE_MS).then(() => got);
@@ -201,6 +223,8 @@ export async function syncState(store: ObjectStore, target: Buffer, o: StateSync
       while (inflight.size < parallel && missing.length > 0) launch(missing.splice(0, batch));
       if (inflight.size === 0) break;
       await Promise.race(inflight);
+      if (unpersisted.bytes >= persistEvery) await persist();
+      else if (txn.inflightBytes > WRITE_BEHIND_BYTES) await txn.drain(WRITE_BEHIND_BYTES / 2);
       const now = Date.now();
       if (now - lastProgress >= (o.progressEveryMs ?? PROGRESS_EVERY_MS)) {
         lastProgress = now;
@@ -208,13 +232,14 @@ export async function syncState(store: ObjectStore, target: Buffer, o: StateSync
         o.onProgress?.({ ...p });
       }
     }
-    persist();
+    await persist();
   } catch (err) {
     await Promise.allSettled([...inflight]);
     // What was verified stays: a retry (or the restarted node) starts from there.
     try {
-      persist();
+      await persist();
     } catch {
+      await txn.drain(0).catch(() => undefined);
       txn.abort();
     }
     txn.abort();
@@ -225,5 +250,5 @@ export async function syncState(store: ObjectStore, target: Buffer, o: StateSync
   o.onProgress?.({ ...p });
   const snap = store.importSnapshot(target, [], o.timeMs);
   p.elapsedMs = Date.now() - t0;
-  return { ...p, root: snap.root, changedPaths: changed };
+  return { ...p, root: snap.root, changedPaths: changed, requests: rtt.n, rttMsMean: rtt.n ? Math.round(rtt.sum / rtt.n) : 0, rttMsMax: rtt.max };
 }
