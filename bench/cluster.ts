@@ -30,8 +30,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { readConfig, writeConfig } from '../src/config/nodeConfig';
 import { ensureCluster, onLines } from '../src/node/cluster';
-import { cleanStaleMounts, fuseMountsUnder } from '../src/state/mounts';
-import { argValue, CONTRACT_ENV, ECHO_CONTRACT, fmtMs, fmtRate, fmtRejects, makeLog, markdown, p50, quantile, REPO_ROOT, sleep } from './common';
+import { cleanStaleMounts } from '../src/state/mounts';
+import { argValue, CONTRACT_ENV, ECHO_CONTRACT, fmtMs, fmtRate, fmtRejects, makeLog, markdown, p50, quantile, removeBenchDir, REPO_ROOT, runBench, sleep } from './common';
 import { childPids, freePorts, procCpuSeconds, procStatusMiB, treeCpuSeconds, waitExit } from './processes';
 import { LedgerWindow, LoadStats, newLoadStats, openSockets, RawUser, wholeLedgers } from './rawUser';
 
@@ -663,22 +663,12 @@ function cleanup(): Promise<void> {
   cleaning ??= (async () => {
     for (const ws of openSockets) ws.terminate();
     await Promise.all([...liveClusters].map((c) => c.stop()));
-    const stale = cleanStaleMounts(tmpRoot); // only if a node crashed
-    if (stale) log(`cleared ${stale} stale FUSE mount(s) under ${tmpRoot}`);
-    fs.rmSync(tmpRoot, { recursive: true, force: true });
-    const left = fuseMountsUnder(tmpRoot).length;
-    log(`removed ${tmpRoot}${left ? ` (${left} mounts still there!)` : ''}`);
+    removeBenchDir(tmpRoot, log);
   })();
   return cleaning;
 }
 
 async function main(): Promise<void> {
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    process.on(sig, () => {
-      log(`${sig}: cleaning up`);
-      void cleanup().finally(() => process.exit(130));
-    });
-  }
   const loadBefore = os.loadavg()[0];
   log(`temp dir ${tmpRoot}${QUICK ? ' (--quick)' : ''}; ${os.cpus().length} cores; roundtimes ${CFG.roundtimes.join(', ')} ms x ${CFG.rounds} rounds; ` +
     `throughput ${fmtRate(CFG.tputRate)} for ${CFG.tputSeconds} s at ${CFG.tputRoundtime} ms`);
@@ -706,15 +696,4 @@ async function main(): Promise<void> {
   process.stdout.write(report(runs, loadBefore));
 }
 
-main().then(
-  async () => {
-    await cleanup();
-    log('done');
-    process.exit(0);
-  },
-  async (err: Error) => {
-    process.stderr.write(`cluster benchmark failed: ${err.stack ?? err}\n`);
-    await cleanup();
-    process.exit(1);
-  },
-);
+runBench('cluster', main, cleanup, log);

@@ -1,6 +1,8 @@
 // Helpers shared by the node benchmarks (bench/node.ts, bench/cluster.ts), not a benchmark itself:
 // the echo contract they run, command-line options, progress logging, quantiles and the markdown table.
+import fs from 'node:fs';
 import path from 'node:path';
+import { cleanStaleMounts, fuseMountsUnder } from '../src/state/mounts';
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..');
 export const ECHO_CONTRACT = path.join(REPO_ROOT, 'examples', 'echo', 'contract');
@@ -41,4 +43,38 @@ export function markdown(head: string[], body: string[][]): string {
   const widths = head.map((h, c) => Math.max(h.length, ...body.map((row) => row[c].length)));
   const line = (cells: string[]) => `| ${cells.map((x, c) => x.padEnd(widths[c])).join(' | ')} |`;
   return [line(head), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...body.map(line)].join('\n');
+}
+
+/**
+ * Runs a benchmark's main(), then its cleanup whatever happened (children, mounts, temp dirs),
+ * and exits 0, or 1 with the error on stderr.
+ */
+export function runBench(name: string, main: () => Promise<void>, cleanup: () => Promise<void>, log: (msg: string) => void = () => undefined): void {
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(sig, () => {
+      log(`${sig}: cleaning up`);
+      void cleanup().finally(() => process.exit(130));
+    });
+  }
+  main().then(
+    async () => {
+      await cleanup();
+      log('done');
+      process.exit(0);
+    },
+    async (err: Error) => {
+      process.stderr.write(`${name} benchmark failed: ${err.stack ?? err}\n`);
+      await cleanup();
+      process.exit(1);
+    },
+  );
+}
+
+/** Unmounts whatever a crashed node left mounted under a benchmark's temp dir, removes it, says so. */
+export function removeBenchDir(dir: string, log: (msg: string) => void): void {
+  const stale = cleanStaleMounts(dir); // only if a node crashed
+  if (stale) log(`cleared ${stale} stale FUSE mount(s) under ${dir}`);
+  fs.rmSync(dir, { recursive: true, force: true });
+  const left = fuseMountsUnder(dir).length;
+  log(`removed ${dir}${left ? ` (${left} mounts still there!)` : ''}`);
 }

@@ -28,8 +28,8 @@ import { readConfig, writeConfig } from '../src/config/nodeConfig';
 import { generateKeyPair, sign } from '../src/crypto/keys';
 import type { RoundTimings } from '../src/node/node';
 import { createNode } from '../src/node/nodeDir';
-import { cleanStaleMounts, fuseMountsUnder } from '../src/state/mounts';
-import { argValue, CONTRACT_ENV, ECHO_CONTRACT, fmtMs, fmtRate, fmtRejects, makeLog, markdown, p50, quantile, sleep } from './common';
+import { fuseMountsUnder } from '../src/state/mounts';
+import { argValue, CONTRACT_ENV, ECHO_CONTRACT, fmtMs, fmtRate, fmtRejects, makeLog, markdown, p50, quantile, removeBenchDir, runBench, sleep } from './common';
 import type { RunnerMessage } from './nodeRunner';
 import { procStatusMiB, treeCpuSeconds, waitExit } from './processes';
 import { LedgerWindow, newLoadStats, openSockets as sockets, RawUser, wholeLedgers } from './rawUser';
@@ -121,11 +121,7 @@ function cleanup(): Promise<void> {
       } catch { /* already gone */ }
       await waitExit(c, CFG.childExitTimeoutMs, () => log(`runner ${c.pid} did not exit within ${CFG.childExitTimeoutMs} ms: SIGKILL`));
     }));
-    const stale = cleanStaleMounts(tmpRoot); // only if a runner crashed
-    if (stale) log(`cleared ${stale} stale FUSE mount(s) under ${tmpRoot}`);
-    fs.rmSync(tmpRoot, { recursive: true, force: true });
-    const left = fuseMountsUnder(tmpRoot).length;
-    log(`removed ${tmpRoot}${left ? ` (${left} mounts still there!)` : ''}`);
+    removeBenchDir(tmpRoot, log);
   })();
   return cleaning;
 }
@@ -372,12 +368,6 @@ function roundSplit(rounds: RoundTimings[], key: SplitKey): { med: number; p95: 
 }
 
 async function main(): Promise<void> {
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    process.on(sig, () => {
-      log(`${sig}: cleaning up`);
-      void cleanup().finally(() => process.exit(130));
-    });
-  }
   const loadBefore = os.loadavg()[0];
   const rt = CFG.roundtimeMs;
   log(`temp dir ${tmpRoot}${QUICK ? ' (--quick)' : ''}; ${os.cpus().length} cores`);
@@ -519,15 +509,4 @@ async function main(): Promise<void> {
   process.stdout.write(`\n${title}\n\n${markdown(['metric', 'ours', 'baseline (same run)', 'ratio', 'target', 'ok'], body)}\n\n${legend.join('\n')}\n\n${notes.map((n) => `- ${n}`).join('\n')}\n`);
 }
 
-main().then(
-  async () => {
-    await cleanup();
-    log('done');
-    process.exit(0);
-  },
-  async (err: Error) => {
-    process.stderr.write(`node benchmark failed: ${err.stack ?? err}\n`);
-    await cleanup();
-    process.exit(1);
-  },
-);
+runBench('node', main, cleanup, log);

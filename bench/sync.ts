@@ -44,8 +44,8 @@ import { patchConfigOf } from '../src/node/patchConfig';
 import { ObjectStore } from '../src/state/blockstore';
 import { importDirectory } from '../src/state/importExport';
 import { FANOUT, fileDepth } from '../src/state/objects';
-import { cleanStaleMounts, fuseMountsUnder } from '../src/state/mounts';
-import { argValue, CONTRACT_ENV, makeLog, markdown, REPO_ROOT, sleep } from './common';
+import { cleanStaleMounts } from '../src/state/mounts';
+import { argValue, CONTRACT_ENV, makeLog, markdown, removeBenchDir, REPO_ROOT, runBench, sleep } from './common';
 import { childPids, freePorts, procStatusMiB, waitExit } from './processes';
 
 const QUICK = process.argv.includes('--quick');
@@ -741,22 +741,12 @@ function cleanup(): Promise<void> {
   cleaning ??= (async () => {
     user?.close();
     await Promise.all(nodes.map((n) => n.stop()));
-    const stale = cleanStaleMounts(tmpRoot); // only if a node crashed
-    if (stale) log(`cleared ${stale} stale FUSE mount(s) under ${tmpRoot}`);
-    fs.rmSync(tmpRoot, { recursive: true, force: true });
-    const left = fuseMountsUnder(tmpRoot).length;
-    log(`removed ${tmpRoot}${left ? ` (${left} mounts still there!)` : ''}`);
+    removeBenchDir(tmpRoot, log);
   })();
   return cleaning;
 }
 
 async function main(): Promise<void> {
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    process.on(sig, () => {
-      log(`${sig}: cleaning up`);
-      void cleanup().finally(() => process.exit(130));
-    });
-  }
   const loadBefore = os.loadavg()[0];
   log(`temp dir ${tmpRoot}${QUICK ? ' (--quick)' : ''}; ${os.cpus().length} cores; state ${CFG.stateMiB} MiB, ${CFG.changedBlocks} blocks to change; roundtime ${CFG.roundtimeMs} ms`);
   if (loadBefore > 0.5) log(`load average is ${loadBefore.toFixed(2)} before we start: other processes are busy, figures will be noisy`);
@@ -839,15 +829,4 @@ async function main(): Promise<void> {
   }));
 }
 
-main().then(
-  async () => {
-    await cleanup();
-    log('done');
-    process.exit(0);
-  },
-  async (err: Error) => {
-    process.stderr.write(`sync benchmark failed: ${err.stack ?? err}\n`);
-    await cleanup();
-    process.exit(1);
-  },
-);
+runBench('sync', main, cleanup, log);

@@ -11,12 +11,12 @@ import { test } from 'node:test';
 import { readConfig } from '../src/config/nodeConfig';
 import { decodeProposalBody, encodeProposalBody } from '../src/consensus/proposalCodec';
 import { DEFAULT_LIMITS, Proposal } from '../src/consensus/types';
-import { generateKeyPair, readKeyFile, sign } from '../src/crypto/keys';
+import { generateKeyPair, sign } from '../src/crypto/keys';
 import { KIND, encodeInputs } from '../src/node/peerMessages';
-import { PeerMessage, PeerNetwork } from '../src/p2p/network';
+import { PeerMessage } from '../src/p2p/network';
 import { REPO_ROOT } from './helpers/fixtures';
 import { RawUser } from './helpers/rawUser';
-import { minLcl, startTestCluster } from './helpers/cluster';
+import { impersonate, minLcl, startTestCluster } from './helpers/cluster';
 
 const ENV = { NODE_PATH: path.join(REPO_ROOT, 'node_modules') };
 const HONEST = [0, 1, 2];
@@ -27,21 +27,8 @@ const rand = () => crypto.randomBytes(32);
 test('a Byzantine member (equivocation, wrong state, garbage, replays, forged inputs) cannot split or stop the honest nodes', async (t) => {
   const c = await startTestCluster(t, { nodes: 4, contractDir: path.join(REPO_ROOT, 'examples', 'echo', 'contract'), contractEnv: ENV, roundtimeMs: 500, thresholdPercent: 66 });
   await c.waitFor(async () => (await minLcl(c, [0, 1, 2, 3])) >= 2, 60_000, 'the 4-node cluster closes ledgers');
-  await c.kill(3, 'SIGKILL');
-
   // The liar: node 4's key and address, its own rules.
-  const cfg = readConfig(path.join(c.dirs[3], 'config.json'));
-  const keys = readKeyFile(path.join(c.dirs[3], 'keys.json'));
-  const byz = new PeerNetwork({
-    contractId: cfg.contract.id,
-    keys,
-    listen: { host: '127.0.0.1', port: cfg.mesh.port },
-    peers: cfg.mesh.known_peers,
-    unl: () => cfg.contract.unl,
-    allowObservers: false,
-  });
-  await byz.start();
-  t.after(() => byz.stop());
+  const { net: byz, keys } = await impersonate(t, c, 3);
 
   const seen: PeerMessage[] = [];
   const lies = { equivocations: 0, wrongResults: 0, replays: 0, garbage: 0, forged: 0 };

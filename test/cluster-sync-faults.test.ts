@@ -12,28 +12,15 @@ import { readConfig } from '../src/config/nodeConfig';
 import { readKeyFile } from '../src/crypto/keys';
 import { createNode } from '../src/node/nodeDir';
 import { decodeGetObjects, encodeByteList, REQUEST } from '../src/node/peerMessages';
-import { PeerNetwork } from '../src/p2p/network';
 import { ObjectStore } from '../src/state/blockstore';
 import { REPO_ROOT, tempDir } from './helpers/fixtures';
 import { RawUser } from './helpers/rawUser';
-import { assertRejoined, minLcl, nodeStatus, startTestCluster, TestCluster } from './helpers/cluster';
+import { assertRejoined, impersonate, minLcl, nodeStatus, startTestCluster, TestCluster, writerContract } from './helpers/cluster';
 
 const ENV = { NODE_PATH: path.join(REPO_ROOT, 'node_modules') };
 const BLOCK = 64 * 1024;
 const MiB = 1024 * 1024;
 
-/** The writer contract, plus a data.bin of `dataBytes` distinct (random) bytes when given. */
-function writerContract(t: Parameters<typeof tempDir>[0], dataBytes: number): string {
-  const dir = path.join(tempDir(t, 'hp-writer-'), 'contract');
-  fs.mkdirSync(dir);
-  fs.copyFileSync(path.join(REPO_ROOT, 'test', 'contracts', 'writer', 'index.js'), path.join(dir, 'index.js'));
-  if (dataBytes > 0) {
-    const fd = fs.openSync(path.join(dir, 'data.bin'), 'w');
-    for (let o = 0; o < dataBytes; o += 4 * MiB) fs.writeSync(fd, crypto.randomBytes(Math.min(4 * MiB, dataBytes - o)));
-    fs.closeSync(fd);
-  }
-  return dir;
-}
 
 interface SyncProgress {
   objectsFetched: number;
@@ -66,7 +53,7 @@ test('state sync killed with SIGKILL half-way resumes after a restart without fe
   const t0 = Date.now();
   // Serving is capped at 16 MiB/s per peer, so the 128 MiB take ~4 s and the test can watch it part-way.
   const c = await startTestCluster(t, {
-    nodes: 3, contractDir: writerContract(t, DATA), contractEnv: ENV, roundtimeMs: 300, thresholdPercent: 66,
+    nodes: 3, contractDir: writerContract(t, { randomBytes: DATA }), contractEnv: ENV, roundtimeMs: 300, thresholdPercent: 66,
     configure: (_i, cfg) => void (cfg.mesh.serve_mib_per_sec = 16),
   });
   await c.waitFor(async () => (await minLcl(c, [0, 1, 2])) >= 2, 60_000, 'the cluster closes ledgers');
@@ -76,7 +63,7 @@ test('state sync killed with SIGKILL half-way resumes after a restart without fe
   const cfg = readConfig(path.join(c.dirs[2], 'config.json'));
   const fresh = path.join(tempDir(t, 'hp-fresh-'), 'node3');
   await createNode(fresh, {
-    contractDir: writerContract(t, 0),
+    contractDir: writerContract(t),
     contractEnv: ENV,
     contractId: cfg.contract.id,
     unl: cfg.contract.unl,
@@ -135,7 +122,7 @@ test('state sync killed with SIGKILL half-way resumes after a restart without fe
 });
 
 test('a UNL peer serving wrong state objects is rejected and the sync completes from the honest peers', async (t) => {
-  const c = await startTestCluster(t, { nodes: 4, contractDir: writerContract(t, 4 * MiB), contractEnv: ENV, roundtimeMs: 300, thresholdPercent: 66 });
+  const c = await startTestCluster(t, { nodes: 4, contractDir: writerContract(t, { randomBytes: 4 * MiB }), contractEnv: ENV, roundtimeMs: 300, thresholdPercent: 66 });
   await c.waitFor(async () => (await minLcl(c, [0, 1, 2, 3])) >= 2, 60_000, 'the 4-node cluster closes ledgers');
 
   // Node 3 goes down; 8 blocks of data.bin change over 30+ rounds (nodes 1, 2, 4 are a quorum of 3).
@@ -153,23 +140,11 @@ test('a UNL peer serving wrong state objects is rejected and the sync completes 
   await c.waitFor(async () => (await minLcl(c, [0, 1, 3])) >= downAt + 30, 60_000, '30 more ledgers without node 3');
 
   // Node 4 turns liar: its key and peer port, answering every object request with wrong bytes.
-  await c.kill(3, 'SIGKILL');
-  const cfg = readConfig(path.join(c.dirs[3], 'config.json'));
-  const keys = readKeyFile(path.join(c.dirs[3], 'keys.json'));
+  const { net: liar, keys } = await impersonate(t, c, 3);
   // Real objects of node 4's store (its genesis blocks of data.bin): valid objects, just not the ones asked.
   const store4 = ObjectStore.open(path.join(c.dirs[3], 'state'), { readOnly: true });
   const realBlocks = store4.fileBlocks(store4.entryHash(Buffer.from(store4.current.root, 'hex'), '/state/data.bin')!).blocks.map((h) => ({ hash: h, bytes: store4.get(h) }));
   store4.close();
-  const liar = new PeerNetwork({
-    contractId: cfg.contract.id,
-    keys,
-    listen: { host: '127.0.0.1', port: cfg.mesh.port },
-    peers: cfg.mesh.known_peers,
-    unl: () => cfg.contract.unl,
-    allowObservers: false,
-  });
-  await liar.start();
-  t.after(() => liar.stop());
   const lies = { requests: 0, objects: 0, askedBy: new Set<string>() };
   liar.on('request', (r) => {
     if (r.kind !== REQUEST.objects) return;

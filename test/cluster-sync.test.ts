@@ -7,31 +7,28 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { ObjectStore } from '../src/state/blockstore';
-import { REPO_ROOT, tempDir } from './helpers/fixtures';
+import { REPO_ROOT } from './helpers/fixtures';
 import { RawUser } from './helpers/rawUser';
-import { assertRejoined, minLcl, nodeStatus, startTestCluster } from './helpers/cluster';
+import { assertRejoined, minLcl, nodeStatus, startTestCluster, writerContract } from './helpers/cluster';
 
 const ENV = { NODE_PATH: path.join(REPO_ROOT, 'node_modules') };
 const BLOCK = 64 * 1024;
 const DATA_BLOCKS = 64; // data.bin: 4 MiB of distinct blocks
 
 /** The writer contract plus a 4 MiB data.bin of distinct 64 KiB blocks. */
-function writerContract(t: Parameters<typeof tempDir>[0]): string {
-  const dir = path.join(tempDir(t, 'hp-writer-'), 'contract');
-  fs.mkdirSync(dir);
-  fs.copyFileSync(path.join(REPO_ROOT, 'test', 'contracts', 'writer', 'index.js'), path.join(dir, 'index.js'));
+/** DATA_BLOCKS distinct blocks, the same on every run. */
+function genesisData(): Buffer {
   const data = Buffer.alloc(DATA_BLOCKS * BLOCK);
   let seed = crypto.createHash('sha256').update('genesis').digest();
   for (let o = 0; o < data.length; o += 32) {
     seed.copy(data, o);
     seed = crypto.createHash('sha256').update(seed).digest();
   }
-  fs.writeFileSync(path.join(dir, 'data.bin'), data);
-  return dir;
+  return data;
 }
 
 test('state sync: a node down for 30+ rounds fetches about the bytes that changed; one whose store was damaged on disk repairs that block only', async (t) => {
-  const c = await startTestCluster(t, { nodes: 3, contractDir: writerContract(t), contractEnv: ENV, roundtimeMs: 300, thresholdPercent: 66 });
+  const c = await startTestCluster(t, { nodes: 3, contractDir: writerContract(t, genesisData()), contractEnv: ENV, roundtimeMs: 300, thresholdPercent: 66 });
   await c.waitFor(async () => (await minLcl(c, [0, 1, 2])) >= 2, 60_000, 'the cluster closes ledgers');
 
   // Node 3 goes down; 8 blocks of data.bin change while it is away, over 30+ rounds.

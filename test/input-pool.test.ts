@@ -58,11 +58,11 @@ test('per-user bytes per round and the pool size are bounded', () => {
   assert.deepEqual(pool.admit(input(B, 1n, 10), 1), { ok: true });
   assert.deepEqual(pool.admit(input(B, 2n, 10), 1), { ok: false, reason: 'round_inputs_overflow' }, 'pool full');
   // Taking the inputs for a ledger frees the user's round budget.
-  assert.equal(pool.takeForLedger(2).length, 3);
+  assert.equal(pool.take(pool.all().map((i) => i.hashHex)).length, 3);
   assert.deepEqual(pool.admit(input(A, 4n, 10, 60), 2), { ok: true });
 });
 
-test('ledger order is by nonce then hash; expired inputs are handed back once', () => {
+test('expired inputs are handed back once; the rest stay until taken', () => {
   const pool = new InputPool({ maxInputLedgerOffset: 10, userInputBytesPerRound: 0, maxPendingInputs: 100 }, () => false);
   const a2 = input(A, 2n, 10);
   const b1 = input(B, 1n, 3);
@@ -71,7 +71,7 @@ test('ledger order is by nonce then hash; expired inputs are handed back once', 
   const expired = pool.expire(3);
   assert.deepEqual(expired.map((i) => i.hashHex), [b1.hashHex]);
   assert.deepEqual(pool.expire(3), []);
-  const order = pool.takeForLedger(4);
-  assert.deepEqual(order.map((i) => i.nonce), [1n, 2n]);
+  assert.deepEqual(new Set(pool.all().map((i) => i.hashHex)), new Set([a2.hashHex, a1.hashHex]));
+  assert.deepEqual(pool.take([a1.hashHex, a2.hashHex]).map((i) => i?.hashHex), [a1.hashHex, a2.hashHex]);
   assert.equal(pool.size, 0);
 });

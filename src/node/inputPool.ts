@@ -112,22 +112,10 @@ export class InputPool {
     });
   }
 
-  /** Takes every pending input valid for ledger `seqNo`, in ledger order. */
-  takeForLedger(seqNo: number): PendingInput[] {
-    const chosen = [...this.pending.values()].filter((i) => i.maxLedgerSeqNo >= seqNo).sort(compareInputs);
-    for (const i of chosen) this.remove(i.hashHex, i);
-    return chosen;
-  }
-
   private remove(hex: string, input: PendingInput): void {
     this.pending.delete(hex);
     const left = (this.pendingBytes.get(input.userHex) ?? 0) - input.blob.length;
     if (left > 0) this.pendingBytes.set(input.userHex, left);
     else this.pendingBytes.delete(input.userHex);
   }
-}
-
-export function compareInputs(a: PendingInput, b: PendingInput): number {
-  if (a.nonce !== b.nonce) return a.nonce < b.nonce ? -1 : 1;
-  return Buffer.compare(a.hash, b.hash);
 }

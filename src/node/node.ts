@@ -827,7 +827,7 @@ export class HpNode extends EventEmitter {
       try {
         let lastLog = Date.now();
         const res = await syncState(store, last.stateHash, {
-          peers,
+          peers: () => this.net!.connectedPeers().filter((p) => this.unlHex.includes(p)),
           fetch: (peer, hashes) => this.fetchObjects(peer, hashes),
           batch: MAX_OBJECTS_PER_REQUEST,
           timeMs: last.timestampMs,

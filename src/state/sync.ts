@@ -27,7 +27,8 @@ export interface StateSyncProgress {
 }
 
 export interface StateSyncOptions {
-  peers: string[];
+  /** Peers to ask: a list, or a function asked at every request (peers that connect mid-sync help too). */
+  peers: string[] | (() => string[]);
   fetch: SyncFetch;
   /** Objects per request (a response stays under the peer frame limit: 32 × 64 KiB = 2 MiB). */
   batch?: number;
@@ -74,7 +75,8 @@ const WRITE_BEHIND_BYTES = 32 * 1024 * 1024;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export async function syncState(store: ObjectStore, target: Buffer, o: StateSyncOptions): Promise<StateSyncResult> {
-  if (o.peers.length === 0) throw new Error('state sync needs at least one peer');
+  const peersNow = () => (typeof o.peers === 'function' ? o.peers() : o.peers);
+  if (peersNow().length === 0) throw new Error('state sync needs at least one peer');
   const batch = o.batch ?? 32;
   const parallel = o.parallel ?? 8;
   const persistEvery = o.persistEveryBytes ?? DEFAULT_PERSIST_EVERY_BYTES;
@@ -86,7 +88,15 @@ export async function syncState(store: ObjectStore, target: Buffer, o: StateSync
   const asked = new Set<string>();
   // Peers still trusted in this sync: one that sends bytes not matching their hash is dropped
   // (while another remains), so a liar costs one batch, not the whole sync.
-  const peers = [...o.peers];
+  const dropped = new Set<string>();
+  /** The next peer to ask, round robin over the trusted ones (all, if every one was dropped). */
+  const pickPeer = (): string => {
+    const all = peersNow();
+    const trusted = all.filter((p) => !dropped.has(p));
+    const from = trusted.length > 0 ? trusted : all;
+    if (from.length === 0) throw new Error('state sync: no peer left to ask (all disconnected)');
+    return from[next++ % from.length];
+  };
   let next = 0;
 
   const childrenOf = (w: Want, content: Buffer): Want[] => {
@@ -177,16 +187,15 @@ export async function syncState(store: ObjectStore, target: Buffer, o: StateSync
         }
         p.objectsRejected++;
         o.onBadPeer?.(peer, `object ${w.hash.toString('hex').slice(0, 12)} (${ObjectKind[w.kind]}) does not match its hash`);
-        const at = peers.indexOf(peer);
-        if (at >= 0 && peers.length > 1) peers.splice(at, 1);
+        if (peersNow().some((q) => q !== peer && !dropped.has(q))) dropped.add(peer);
       }
-      if (++w.tries >= MAX_TRIES * Math.max(1, o.peers.length)) throw new Error(`no peer served object ${w.hash.toString('hex')} (${ObjectKind[w.kind]} at ${w.path})`);
+      if (++w.tries >= MAX_TRIES * Math.max(1, peersNow().length)) throw new Error(`no peer served object ${w.hash.toString('hex')} (${ObjectKind[w.kind]} at ${w.path})`);
       missing.push(w);
     });
   };
   const rtt = { n: 0, sum: 0, max: 0 };
   const launch = (g: Want[]) => {
-    const peer = peers[next++ % peers.length];
+    const peer = pickPeer();
     const asked = Date.now();
     const job = o
       .fetch(peer, g.map((w) => w.hash))

@@ -5,15 +5,18 @@
 // stopped, ports released. Node indices are 0-based everywhere (index i is directory node<i+1>).
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
 import { NodeConfig, readConfig, writeConfig } from '../../src/config/nodeConfig';
+import { KeyPair, readKeyFile } from '../../src/crypto/keys';
 import { clusterNodeInfo, ensureCluster, onLines, spawnNode } from '../../src/node/cluster';
+import { PeerNetwork } from '../../src/p2p/network';
 import { cleanStaleMounts } from '../../src/state/mounts';
-import { deferCleanup, tempDir } from './fixtures';
+import { deferCleanup, REPO_ROOT, tempDir } from './fixtures';
 import { RawUser } from './rawUser';
 import { LoopbackProxy } from './tcpProxy';
 
@@ -500,4 +503,43 @@ export async function assertRejoined(c: TestCluster, i: number, others: number[]
     const hashes = new Set(await Promise.all([i, ...others].map((n) => c.ledgerHash(n, s))));
     assert.equal(hashes.size, 1, `ledger ${s} (which names the state root) is the same on every node`);
   }
+}
+
+/**
+ * A temp contract dir with test/contracts/writer (input "patch <k>" rewrites block k of data.bin)
+ * and its genesis data.bin: `data` bytes, or none.
+ */
+export function writerContract(t: TestContext, data?: Buffer | { randomBytes: number }): string {
+  const dir = path.join(tempDir(t, 'hp-writer-'), 'contract');
+  fs.mkdirSync(dir);
+  fs.copyFileSync(path.join(REPO_ROOT, 'test', 'contracts', 'writer', 'index.js'), path.join(dir, 'index.js'));
+  if (Buffer.isBuffer(data)) fs.writeFileSync(path.join(dir, 'data.bin'), data);
+  else if (data && data.randomBytes > 0) {
+    const chunk = 4 * 1024 * 1024;
+    const fd = fs.openSync(path.join(dir, 'data.bin'), 'w');
+    for (let o = 0; o < data.randomBytes; o += chunk) fs.writeSync(fd, crypto.randomBytes(Math.min(chunk, data.randomBytes - o)));
+    fs.closeSync(fd);
+  }
+  return dir;
+}
+
+/**
+ * Kills node i (SIGKILL) and takes over its key and peer port with a bare PeerNetwork the test
+ * drives: a member that says (or answers) whatever the test wants. Stopped after the test.
+ */
+export async function impersonate(t: TestContext, c: TestCluster, i: number): Promise<{ net: PeerNetwork; keys: KeyPair; contractId: string }> {
+  await c.kill(i, 'SIGKILL');
+  const cfg = readConfig(path.join(c.dirs[i], 'config.json'));
+  const keys = readKeyFile(path.join(c.dirs[i], 'keys.json'));
+  const pn = new PeerNetwork({
+    contractId: cfg.contract.id,
+    keys,
+    listen: { host: '127.0.0.1', port: cfg.mesh.port },
+    peers: cfg.mesh.known_peers,
+    unl: () => cfg.contract.unl,
+    allowObservers: false,
+  });
+  await pn.start();
+  t.after(() => pn.stop());
+  return { net: pn, keys, contractId: cfg.contract.id };
 }
