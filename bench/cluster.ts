@@ -144,7 +144,7 @@ class BenchCluster {
       cfg.mesh.known_peers = peerPorts.filter((_, j) => j !== i).map((p) => `127.0.0.1:${p}`);
       cfg.contract.consensus.roundtime = roundtimeMs;
       cfg.contract.consensus.threshold = CFG.thresholdPercent;
-      cfg.log.level = 'info'; // the per-ledger lines are info
+      cfg.log.level = process.env.HP_BENCH_LOG_LEVEL === 'debug' ? 'debug' : 'info'; // the per-ledger lines are info
       writeConfig(file, cfg);
     });
     return new BenchCluster(label, dir, roundtimeMs, dirs);

@@ -165,7 +165,9 @@ test('a UNL peer serving wrong state objects is rejected and the sync completes 
   t.diagnostic(`node 3 rejoined in ${Date.now() - t1} ms; transfer ${JSON.stringify(s3.transfer)}; liar answered ${lies.requests} request(s) for ${lies.objects} object(s); ${badLines.length} 'bad state object' log line(s)`);
   assert.ok(lies.requests > 0 && lies.askedBy.has(c.publicKeys[2]), `the liar was asked for objects by node 3: ${JSON.stringify({ ...lies, askedBy: [...lies.askedBy] })}`);
   assert.ok(s3.transfer.rejectedObjects > 0, `node 3 rejected the liar's objects: ${JSON.stringify(s3.transfer)}`);
-  assert.equal(badLines.length, lies.objects, 'every object the liar served was rejected, and logged');
+  // Every lie that arrived in time was rejected and logged (an answer can also come after the
+  // requester stopped waiting, or after the liar was dropped and the sync finished elsewhere).
+  assert.ok(badLines.length >= 1 && badLines.length <= lies.objects, `${badLines.length} of the liar's ${lies.objects} objects were rejected and logged`);
   assert.ok(badLines.length > 0 && badLines.every((l) => l.includes(keys.publicKey.toString('hex').slice(0, 10))), `node 3 logged the liar (and only the liar) as serving bad objects:\n${badLines.slice(0, 5).join('\n')}`);
   assert.ok(s3.transfer.stateSyncs >= 1, `node 3 completed a state sync: ${JSON.stringify(s3.transfer)}`);
   // Only the patched blocks were accepted (from honest peers), plus a few small tree nodes.

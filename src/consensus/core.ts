@@ -66,6 +66,8 @@ const ALL_STAGES = 0b1111;
 
 export class ConsensusCore {
   readonly limits: Readonly<ConsensusLimits>;
+  /** Inputs this node puts in its own stage-0 proposals (the shell's InputBudget; ≤ maxInputsPerLedger). */
+  private ownInputCap: number;
   readonly quorum: number;
   readonly stats: ConsensusStats = {
     proposalsAccepted: 0, proposalsIgnored: 0, proposalsMalformed: 0, equivocations: 0,
@@ -129,6 +131,7 @@ export class ConsensusCore {
       if (!Number.isSafeInteger(v) || v < 1) throw new Error(`consensus limit ${k} must be a positive integer, got ${v}`);
     }
     this.inputs = new InputBook(this.limits);
+    this.ownInputCap = this.limits.maxInputsPerLedger;
     this.clock = new RoundClock(config.roundtimeMs);
     this.quorum = quorumSize(this.unl.size, config.thresholdPercent);
     this.selfHex = hex(config.self);
@@ -211,6 +214,9 @@ export class ConsensusCore {
       case 'usersConnected':
         this.inputs.setConnectedUsers(event.users);
         break;
+      case 'inputBudget':
+        if (Number.isSafeInteger(event.maxInputs) && event.maxInputs > 0) this.ownInputCap = Math.min(event.maxInputs, this.limits.maxInputsPerLedger);
+        break;
       case 'executionDone':
         this.onExecutionDone(event.seqNo, { outputRoot: event.outputRoot, stateRoot: event.stateRoot, configHash: event.configHash });
         break;
@@ -273,7 +279,7 @@ export class ConsensusCore {
 
   private stage0(): void {
     const seqNo = this.lcl.seqNo + 1;
-    const { inputs, users } = this.inputs.own(seqNo);
+    const { inputs, users } = this.inputs.own(seqNo, this.ownInputCap);
     const pol = this.bestPolkaBefore(this.roundMs)?.cert ?? null;
     this.broadcast({ contractId: this.config.contractId, stage: 0, seqNo, roundMs: this.roundMs, prevHash: this.lcl.hash, result: this.votingResult(), inputs, users, pol });
   }

@@ -67,10 +67,10 @@ export class InputBook {
     this.connected = sortedUnique(ok).slice(0, this.limits.maxUsersPerLedger);
   }
 
-  /** Stage 0: everything we hold that ledger seqNo may include, plus the connected users. */
-  own(seqNo: number): { inputs: Buffer[]; users: Buffer[] } {
+  /** Stage 0: what we hold that ledger seqNo may include (the first `cap` in key order), plus the connected users. */
+  own(seqNo: number, cap = this.limits.maxInputsPerLedger): { inputs: Buffer[]; users: Buffer[] } {
     const pool = [...this.held.values()].filter((c) => c.maxLedgerSeqNo >= seqNo).sort(byKey);
-    return this.assemble(pool, this.connected);
+    return this.assemble(pool, this.connected, cap);
   }
 
   /** Stages 1–2: items at least `need` proposals carry, restricted to inputs whose bodies we hold. */
@@ -97,11 +97,11 @@ export class InputBook {
   }
 
   /** Bounded, sorted input and user lists; every kept input's author is among the users. */
-  private assemble(sortedPool: Held[], extraUsers: Buffer[]): { inputs: Buffer[]; users: Buffer[] } {
+  private assemble(sortedPool: Held[], extraUsers: Buffer[], cap = this.limits.maxInputsPerLedger): { inputs: Buffer[]; users: Buffer[] } {
     const inputs: Buffer[] = [];
     const authors = new Map<string, Buffer>();
     for (const c of sortedPool) {
-      if (inputs.length >= this.limits.maxInputsPerLedger) break;
+      if (inputs.length >= Math.min(cap, this.limits.maxInputsPerLedger)) break;
       if (!authors.has(c.userKey)) {
         if (authors.size >= this.limits.maxUsersPerLedger) continue;
         authors.set(c.userKey, c.user);

@@ -135,6 +135,7 @@ export type ConsensusEvent =
   | { type: 'inputsAvailable'; inputs: CandidateInput[] } // bodies held locally
   | { type: 'usersConnected'; users: Buffer[] } // the full current set, replaces the previous one
   | { type: 'executionDone'; seqNo: number; outputRoot: Buffer; stateRoot: Buffer; configHash: Buffer }
+  | { type: 'inputBudget'; maxInputs: number } // at most this many inputs in our own proposals (node/inputBudget.ts)
   | { type: 'syncDone'; lcl: LedgerRef; result: ExecResult | null; inputsInLedgers: Buffer[] };
 
 export type ConsensusAction =

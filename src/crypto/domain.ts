@@ -8,8 +8,13 @@ import { sign, verify } from './keys';
 
 export type SigningContext = 'peer-hello' | 'proposal' | 'npl' | 'ledger-close' | 'sync';
 
+/** What goes in front of every payload signed in `context` for `contractId`. */
+export function domainPrefix(context: SigningContext, contractId: string): Buffer {
+  return Buffer.from(`hp-node/${context}\0${contractId}\0`);
+}
+
 export function domainMessage(context: SigningContext, contractId: string, payload: Uint8Array): Buffer {
-  return Buffer.concat([Buffer.from(`hp-node/${context}\0${contractId}\0`), payload]);
+  return Buffer.concat([domainPrefix(context, contractId), payload]);
 }
 
 export function signIn(context: SigningContext, contractId: string, payload: Uint8Array, secretKey: Buffer): Buffer {

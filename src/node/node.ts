@@ -34,8 +34,9 @@ import { checkInBackground, DamagedObject } from '../state/integrity';
 import { StateSyncProgress, syncState } from '../state/sync';
 import { TokenBucket } from '../p2p/rate';
 import { PreparedStatefs, StatefsMount } from '../state/statefsClient';
-import { checkSignedInput } from '../users/inputs';
+import { checkSignedInput, inputHashOf } from '../users/inputs';
 import type { CollapsedHashTree } from '../users/nodeApi';
+import { InputBudget } from './inputBudget';
 import { InputPool, PendingInput, RejectReason } from './inputPool';
 import { Logger } from './log';
 import { NodePaths, PATCH_FILE, STATE_SUBDIR } from './nodeDir';
@@ -63,6 +64,10 @@ const GOSSIP_BATCH_BYTES = 1024 * 1024;
 const SYNC_REQUEST_TIMEOUT_MS = 3000;
 /** A gap of more ledgers than this is closed by state sync (fetch only the differing state) rather than replay. */
 const MAX_REPLAY_LEDGERS = 16;
+/** Relayed inputs checked per slice (~10 ms of signature checks) before the event loop gets a turn. */
+const INPUT_CHECK_SLICE = 64;
+/** Relayed inputs waiting for their signature check, beyond which gossip batches are dropped. */
+const MAX_INPUT_BACKLOG = 20_000;
 /** Peer events kept while the core is paused for a repair, replayed after it. */
 const MAX_HELD_EVENTS = 20_000;
 
@@ -147,6 +152,12 @@ export class HpNode extends EventEmitter {
   readonly transfer = { ledgerRecords: 0, ledgerBytes: 0, rejectedRecords: 0, stateObjects: 0, stateBytes: 0, rejectedObjects: 0, stateSyncs: 0 };
   /** Objects found corrupt in our own store at start: fetched again by the next state sync. */
   private distrusted = new Set<string>();
+  /** Relayed inputs received and not yet checked; batches dropped for want of room (status). */
+  private inputBacklog = 0;
+  private droppedGossipInputs = 0;
+  /** Inputs per ledger our executions can take within a round (consensus/own proposals). */
+  private inputBudget!: InputBudget;
+  private proposedInputCap = Infinity;
   /** Our latest proposal as sent, handed to each peer as it connects. */
   private lastProposal: Omit<MsgFrame, 'type'> | null = null;
   private remounting = false;
@@ -241,6 +252,7 @@ export class HpNode extends EventEmitter {
     const start = recovered.executed;
     if (start) this.remember(start);
     this.core = this.newCore(last, start, lock);
+    this.inputBudget = new InputBudget(c.consensus.roundtime, this.core.limits.maxInputsPerLedger);
     if (this.needsPeers()) {
       const net = new PeerNetwork({
         contractId: c.id,
@@ -333,6 +345,7 @@ export class HpNode extends EventEmitter {
       roundtimeMs: this.config.contract.consensus.roundtime,
       peers: this.net ? this.net.connectedPeers() : [],
       transfer: this.transfer,
+      inputs: { pending: this.pool.size, relayedUnchecked: this.inputBacklog, relayedDropped: this.droppedGossipInputs },
       sync: sync
         ? { target: sync.target, objectsFetched: sync.objectsFetched, bytesFetched: sync.bytesFetched, objectsLocal: sync.objectsLocal, pending: sync.pending, elapsedMs: Date.now() - sync.startedAt, bytesPerSec: Math.round(sync.bytesFetched / Math.max(0.001, (Date.now() - sync.startedAt) / 1000)) }
         : null,
@@ -396,6 +409,8 @@ export class HpNode extends EventEmitter {
       this.log.error(`cannot save the new consensus settings to ${this.paths.config}: ${(err as Error).message}; a restart would use the old ones`);
     }
     this.core = this.newCore(at, this.results.get(at.seqNo), lock && lock.seqNo === at.seqNo + 1 ? lock : null);
+    this.inputBudget = new InputBudget(s.roundtime, this.core.limits.maxInputsPerLedger);
+    this.proposedInputCap = Infinity;
     if (this.tickTimer) clearTimeout(this.tickTimer);
     this.tickTimer = null;
     this.scheduleTick();
@@ -734,6 +749,15 @@ export class HpNode extends EventEmitter {
       (timings) => {
         const done = this.results.get(l.seqNo)!;
         this.dispatch({ type: 'executionDone', seqNo: l.seqNo, outputRoot: done.result.outputRoot, stateRoot: done.result.stateRoot, configHash: done.configHash });
+        this.inputBudget.observe(timings.inputs, timings.totalMs);
+        const cap = this.inputBudget.maxInputs;
+        if (cap !== this.proposedInputCap) {
+          if (cap < Math.min(this.proposedInputCap, this.core.limits.maxInputsPerLedger)) {
+            this.log.info(`proposing at most ${cap} inputs per ledger: the last execution took ${Math.round(timings.totalMs)} ms for ${timings.inputs} inputs at ${this.config.contract.consensus.roundtime} ms rounds`);
+          }
+          this.proposedInputCap = cap;
+          this.dispatch({ type: 'inputBudget', maxInputs: cap });
+        }
         this.flushClosing();
         this.emit('round', timings);
       },
@@ -1219,26 +1243,49 @@ export class HpNode extends EventEmitter {
   }
 
   /** Relayed user inputs: each one's user signature is checked here; forged ones are dropped. */
+  /**
+   * Inputs from peers. A gossip batch holds up to a thousand inputs, ~150 ms of signature checks
+   * here: checked in slices with the event loop free in between, so proposals and stage ticks are
+   * never held up behind a batch (at 200 ms rounds one such stall costs the round). Beyond
+   * MAX_INPUT_BACKLOG unchecked inputs, further batches are dropped (counted): an input a
+   * proposal needs is fetched again then (hpn.getin).
+   */
   private onInputsMessage(m: PeerMessage): void {
     const list = decodeInputs(m.body, this.config.user.max_bytes_per_msg);
-    const lcl = this.ledger.last().seqNo;
-    const fresh = [];
+    if (this.inputBacklog + list.length > MAX_INPUT_BACKLOG && (m.flags & FLAG_RELAY) !== 0) {
+      this.droppedGossipInputs += list.length;
+      return;
+    }
+    this.inputBacklog += list.length;
+    void this.checkPeerInputs(m, list).finally(() => (this.inputBacklog -= list.length));
+  }
+
+  private async checkPeerInputs(m: PeerMessage, list: WireInput[]): Promise<void> {
     let forged = 0;
-    for (const w of list) {
-      const c = checkSignedInput(w.protocol, w.user, w.container, w.sig);
-      if (!c.ok) {
-        forged++;
-        continue;
+    for (let at = 0; at < list.length && !this.stopping; at += INPUT_CHECK_SLICE) {
+      if (at > 0) await new Promise<void>((r) => setImmediate(r));
+      const lcl = this.ledger.last().seqNo;
+      const fresh = [];
+      for (const w of list.slice(at, at + INPUT_CHECK_SLICE)) {
+        // Inputs reach us from the user's node and again through relays: one we hold (verified
+        // when it came) or one already in a ledger costs a hash here, not a second signature check.
+        const h = inputHashOf(w.sig);
+        if (this.pool.get(h.toString('hex')) || this.ledger.findInput(h)) continue;
+        const c = checkSignedInput(w.protocol, w.user, w.container, w.sig);
+        if (!c.ok) {
+          forged++;
+          continue;
+        }
+        const i = c.input;
+        const p: PendingInput = { user: w.user, userHex: w.user.toString('hex'), hash: i.inputHash, hashHex: i.inputHash.toString('hex'), nonce: i.nonce, maxLedgerSeqNo: i.maxLedgerSeqNo, blob: i.blob, container: i.container, sig: i.sig, protocol: i.protocol };
+        if (this.pool.admitRelayed(p, lcl).ok) fresh.push(candidateOf(p));
       }
-      const i = c.input;
-      const p: PendingInput = { user: w.user, userHex: w.user.toString('hex'), hash: i.inputHash, hashHex: i.inputHash.toString('hex'), nonce: i.nonce, maxLedgerSeqNo: i.maxLedgerSeqNo, blob: i.blob, container: i.container, sig: i.sig, protocol: i.protocol };
-      if (this.pool.admitRelayed(p, lcl).ok) fresh.push(candidateOf(p));
+      if (fresh.length === 0) continue;
+      // Inputs we asked for are needed now; gossiped ones wait out a stage like everyone's do.
+      if ((m.flags & FLAG_RELAY) !== 0) this.offerLater(fresh);
+      else this.dispatch({ type: 'inputsAvailable', inputs: fresh });
     }
     if (forged > 0) this.log.warn(`peer ${m.author.slice(0, 10)}: dropped ${forged} relayed input(s) whose user signature or format is invalid`);
-    if (fresh.length === 0) return;
-    // Inputs we asked for are needed now; gossiped ones wait out a stage like everyone's do.
-    if ((m.flags & FLAG_RELAY) !== 0) this.offerLater(fresh);
-    else this.dispatch({ type: 'inputsAvailable', inputs: fresh });
   }
 
   private onGetInputs(m: PeerMessage): void {

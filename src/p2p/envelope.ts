@@ -4,8 +4,8 @@
 // cannot turn a direct message into a flood. Ledger seq and stage live inside the body: the
 // consensus layer owns them, this layer only guarantees who said it, for which contract, in which
 // context.
-import { hash } from '../crypto/hash';
-import { domainMessage, signIn, verifyIn } from '../crypto/domain';
+import { hashWithPrefix } from '../crypto/hash';
+import { domainPrefix, signIn, verifyIn } from '../crypto/domain';
 import type { KeyPair } from '../crypto/keys';
 import { decodeValue, encodeValue, FLAG_MSGPACK_BODY, FLAG_RELAY, KIND_PATTERN, MESSAGE_CONTEXTS, MessageContext, MsgFrame, WireError } from './wire';
 
@@ -42,12 +42,28 @@ export function verifyEnvelope(contractId: string, f: Omit<MsgFrame, 'type'>): b
 }
 
 /**
+ * Exactly what the author signed, domain prefix included (`message`), and the payload without it,
+ * built with one copy of the body: a receiver derives the id, checks the signature and keeps the
+ * payload from these, instead of concatenating a megabyte body three times.
+ */
+export function signedBytes(contractId: string, f: Omit<MsgFrame, 'type'>): { message: Buffer; payload: Buffer } {
+  const prefix = domainPrefix(f.context, contractId);
+  const k = Buffer.from(f.kind, 'ascii');
+  const message = Buffer.concat([prefix, Buffer.from([LAYOUT_VERSION, f.flags, k.length]), k, f.body]);
+  return { message, payload: message.subarray(prefix.length) };
+}
+
+/**
  * Message id = BLAKE3(author ‖ exactly what was signed, domain prefix included). It leaves the
  * signature out, so re-encoding the frame or re-signing the same content cannot yield a "new"
  * message that slips past deduplication.
  */
+export function messageId(author: Buffer, signedMessage: Buffer): Buffer {
+  return hashWithPrefix(author, signedMessage);
+}
+
 export function envelopeId(contractId: string, f: Omit<MsgFrame, 'type'>): Buffer {
-  return hash(Buffer.concat([f.author, domainMessage(f.context, contractId, signedPayload(f.flags, f.kind, f.body))]));
+  return messageId(f.author, signedBytes(contractId, f).message);
 }
 
 /** The body as the author gave it: bytes stay bytes, MessagePack bodies must decode to an object. */

@@ -6,12 +6,12 @@ import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
-import type { KeyPair } from '../crypto/keys';
+import { KeyPair, verify } from '../crypto/keys';
 import type { Logger } from '../node/log';
 import { BanList } from './bans';
 import { SeenIds } from './dedup';
 import { backoffDelayMs, PeerAddress, parsePeerAddress, peerUrl } from './dialTarget';
-import { createEnvelope, decodeBody, envelopeId, signedPayload, verifyEnvelope } from './envelope';
+import { createEnvelope, decodeBody, envelopeId, messageId, signedBytes } from './envelope';
 import { PeerCloseCode, PeerLimits, resolvePeerLimits } from './limits';
 import { TokenBucket, WindowCounter } from './rate';
 import { PeerSession, SessionHost } from './session';
@@ -666,13 +666,14 @@ export class PeerNetwork extends EventEmitter {
     }
     if (f.type !== 'msg') return this.badMessage(s, r, `${f.type} frame after the handshake`);
     const author = f.author.toString('hex');
-    const id = envelopeId(this.contractId, f).toString('hex');
+    const { message: signedMessage, payload: signed } = signedBytes(this.contractId, f);
+    const id = messageId(f.author, signedMessage).toString('hex');
     if (author === this.ownHex || this.seen.has(id)) {
       c.duplicates++;
       return;
     }
     // Relays verify too, so whoever hands us a bad signature or body is at fault, not the author.
-    if (!verifyEnvelope(this.contractId, f)) return this.badMessage(s, r, `signature of ${f.kind} by ${author.slice(0, 10)}.. does not verify for this contract`);
+    if (!verify(signedMessage, f.sig, f.author)) return this.badMessage(s, r, `signature of ${f.kind} by ${author.slice(0, 10)}.. does not verify for this contract`);
     let body: Uint8Array | object;
     try {
       body = decodeBody(f);
@@ -689,7 +690,6 @@ export class PeerNetwork extends EventEmitter {
       for (const [hex, other] of this.sessions) if (other !== s && hex !== author && this.sendFrame(other, data)) n++;
       if (n > 0) c.relayed++;
     }
-    const signed = signedPayload(f.flags, f.kind, f.body);
     const m: PeerMessage = { id, from: s.peerHex, author, kind: f.kind, context: f.context, flags: f.flags, body, relayed: author !== s.peerHex, isUnl, fromUnl: unl.has(s.peerHex), signed, sig: f.sig };
     this.emitSafe('message', m);
   }

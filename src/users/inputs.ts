@@ -12,9 +12,14 @@ export type InputCheck = { ok: true; input: SubmittedInput } | { ok: false; reas
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
+/** An input's id (HotPocket: the hash of the user's signature), known before anything is checked. */
+export function inputHashOf(sig: Buffer): Buffer {
+  return hash(sig);
+}
+
 /** Everything short of node-side admission (ledger window, nonce order, round limits). */
 export function checkSignedInput(protocol: UserProtocol, user: Buffer, container: Buffer, sig: Buffer): InputCheck {
-  const inputHash = hash(sig);
+  const inputHash = inputHashOf(sig);
   const fields = parseContainer(protocol, container);
   if (typeof fields === 'string') return { ok: false, reason: 'bad_msg_format', inputHash, detail: fields };
   if (!verify(container, sig, user)) return { ok: false, reason: 'bad_sig', inputHash, detail: 'input_container signature does not verify with the user key' };

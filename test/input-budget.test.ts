@@ -1,0 +1,43 @@
+// The per-ledger input budget a node learns from its own executions (src/node/inputBudget.ts), and
+// the consensus input book honouring it in stage-0 proposals only.
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import { test } from 'node:test';
+import { InputBook } from '../src/consensus/inputBook';
+import { DEFAULT_LIMITS } from '../src/consensus/types';
+import { InputBudget } from '../src/node/inputBudget';
+
+test('input budget: unlimited until measured, then what fits half a round, within floor and ceiling', () => {
+  const b = new InputBudget(1000, 4096, 16);
+  assert.equal(b.maxInputs, 4096, 'nothing measured yet');
+  for (let i = 0; i < 5; i++) b.observe(0, 150); // contract start + commit: 150 ms
+  assert.equal(b.maxInputs, 4096, 'input-less runs alone say nothing about the cost per input');
+  for (let i = 0; i < 10; i++) b.observe(1000, 150 + 1000); // 1 ms per input
+  // Half a round is 500 ms, 150 of it fixed: 350 inputs.
+  assert.ok(Math.abs(b.maxInputs - 350) <= 2, `~350 inputs (${b.maxInputs})`);
+  for (let i = 0; i < 30; i++) b.observe(100, 150 + 10); // the contract got 10x faster
+  assert.ok(b.maxInputs > 3000, `grows back when executions speed up (${b.maxInputs})`);
+  const slow = new InputBudget(200, 4096, 16);
+  slow.observe(0, 170);
+  slow.observe(500, 2170); // 4 ms per input and no room at all in 100 ms
+  assert.equal(slow.maxInputs, 16, 'never below the floor: the chain keeps moving, slowly');
+  slow.observe(10, Number.NaN);
+  assert.equal(slow.maxInputs, 16, 'nonsense timings are ignored');
+});
+
+test('input book: stage-0 proposals carry at most the cap, lowest keys first; stage-1 keeps are not capped by it', () => {
+  const book = new InputBook(DEFAULT_LIMITS);
+  const user = Buffer.concat([Buffer.from([0xed]), crypto.randomBytes(32)]);
+  const inputs = Array.from({ length: 100 }, (_, n) => {
+    const nonce = Buffer.alloc(8);
+    nonce.writeBigUInt64BE(BigInt(n + 1));
+    return { hash: Buffer.concat([nonce, crypto.randomBytes(32)]), user, maxLedgerSeqNo: 10 };
+  });
+  book.offer(inputs, 1);
+  const capped = book.own(1, 10);
+  assert.equal(capped.inputs.length, 10);
+  assert.deepEqual(capped.inputs, inputs.slice(0, 10).map((i) => i.hash), 'the ten lowest nonces');
+  assert.equal(book.own(1).inputs.length, 100, 'no cap: everything held');
+  const kept = book.keep([{ inputs: inputs.map((i) => i.hash), users: [user] }], 1, 1);
+  assert.equal(kept.inputs.length, 100, 'what others proposed is still kept (the cap is only what we propose)');
+});
