@@ -18,11 +18,15 @@ test('input budget: unlimited until measured, then what fits half a round, withi
   for (let i = 0; i < 30; i++) b.observe(100, 150 + 10); // the contract got 10x faster
   assert.ok(b.maxInputs > 3000, `grows back when executions speed up (${b.maxInputs})`);
   const slow = new InputBudget(200, 4096, 16);
-  slow.observe(0, 170);
-  slow.observe(500, 2170); // 4 ms per input and no room at all in 100 ms
-  assert.equal(slow.maxInputs, 16, 'never below the floor: the chain keeps moving, slowly');
+  slow.observe(0, 300);
+  slow.observe(500, 2300); // 4 ms per input; an empty execution alone (300 ms) outlasts half a round
+  assert.equal(slow.maxInputs, 75, 'inputs may take as long as the fixed part: 300 ms / 4 ms');
   slow.observe(10, Number.NaN);
-  assert.equal(slow.maxInputs, 16, 'nonsense timings are ignored');
+  assert.equal(slow.maxInputs, 75, 'nonsense timings are ignored');
+  const crawl = new InputBudget(200, 4096, 16);
+  crawl.observe(0, 20);
+  crawl.observe(10, 1020); // 100 ms per input
+  assert.equal(crawl.maxInputs, 16, 'never below the floor: the chain keeps moving, slowly');
 });
 
 test('input book: stage-0 proposals carry at most the cap, lowest keys first; stage-1 keeps are not capped by it', () => {

@@ -2,8 +2,9 @@
 // round's proposals need this node's result of the ledger just closed, so a ledger whose execution
 // outlasts the round stalls the chain, and the inputs piling up meanwhile make the next one longer
 // still: under a load the contract cannot keep up with, consensus would stop instead of slowing
-// down. Proposing no more than fits about half a round keeps ledgers closing; the rest wait in the
-// pool (and expire at their max_ledger_seq_no). Safe to differ between nodes: a ledger keeps only
+// down. Proposing no more than fits about half a round (or, if an empty execution already takes
+// longer, as long again as that) keeps ledgers closing; the rest wait in the pool (and expire at
+// their max_ledger_seq_no). Safe to differ between nodes: a ledger keeps only
 // inputs a threshold of the UNL proposed, so the smallest budget among them is what closes.
 export class InputBudget {
   /** Execution time that does not depend on inputs (contract start, commit): from input-less runs. */
@@ -34,7 +35,11 @@ export class InputBudget {
   get maxInputs(): number {
     if (this.inputs < 1 || this.extraMs <= 0) return this.ceiling;
     const perInputMs = this.extraMs / this.inputs;
-    const roomMs = this.share * this.roundtimeMs - (this.fixedMs ?? 0);
+    // When even an empty execution outlasts the share (a contract start slower than the round),
+    // ledgers close every few rounds anyway: then inputs may take as long again as the fixed part,
+    // so under overload a ledger cycle at most doubles and the chain still does half its best.
+    const fixed = this.fixedMs ?? 0;
+    const roomMs = Math.max(this.share * this.roundtimeMs - fixed, fixed);
     return Math.max(this.floor, Math.min(this.ceiling, Math.floor(roomMs / perInputMs)));
   }
 }

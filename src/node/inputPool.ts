@@ -48,21 +48,26 @@ export class InputPool {
     if (prev === undefined || nonce > prev) this.lastNonce.set(userHex, nonce);
   }
 
-  /** Admits an input that arrived at this node, or says why not. */
-  admit(input: PendingInput, lclSeqNo: number): { ok: true } | { ok: false; reason: RejectReason } {
-    if (input.nonce <= 0n) return { ok: false, reason: 'bad_msg_format' };
-    if (input.maxLedgerSeqNo <= lclSeqNo) return { ok: false, reason: 'max_ledger_expired' };
-    if (this.limits.maxInputLedgerOffset > 0 && input.maxLedgerSeqNo > lclSeqNo + this.limits.maxInputLedgerOffset) {
-      return { ok: false, reason: 'max_ledger_offset_exceeded' };
-    }
-    if (this.pending.has(input.hashHex) || this.inLedger(input.hashHex)) return { ok: false, reason: 'already_submitted' };
+  /** Why `input` would be refused now, or null: admit() without admitting (no signature needed). */
+  refusal(input: PendingInput, lclSeqNo: number): RejectReason | null {
+    if (input.nonce <= 0n) return 'bad_msg_format';
+    if (input.maxLedgerSeqNo <= lclSeqNo) return 'max_ledger_expired';
+    if (this.limits.maxInputLedgerOffset > 0 && input.maxLedgerSeqNo > lclSeqNo + this.limits.maxInputLedgerOffset) return 'max_ledger_offset_exceeded';
+    if (this.pending.has(input.hashHex) || this.inLedger(input.hashHex)) return 'already_submitted';
     const prev = this.lastNonce.get(input.userHex);
-    if (prev !== undefined && input.nonce <= prev) return { ok: false, reason: 'nonce_expired' };
+    if (prev !== undefined && input.nonce <= prev) return 'nonce_expired';
     const bytes = (this.pendingBytes.get(input.userHex) ?? 0) + input.blob.length;
-    if (this.limits.userInputBytesPerRound > 0 && bytes > this.limits.userInputBytesPerRound) return { ok: false, reason: 'round_inputs_overflow' };
-    if (this.pending.size >= this.limits.maxPendingInputs) return { ok: false, reason: 'round_inputs_overflow' };
+    if (this.limits.userInputBytesPerRound > 0 && bytes > this.limits.userInputBytesPerRound) return 'round_inputs_overflow';
+    if (this.pending.size >= this.limits.maxPendingInputs) return 'round_inputs_overflow';
+    return null;
+  }
+
+  /** Admits an input that arrived at this node (its signature checked), or says why not. */
+  admit(input: PendingInput, lclSeqNo: number): { ok: true } | { ok: false; reason: RejectReason } {
+    const reason = this.refusal(input, lclSeqNo);
+    if (reason) return { ok: false, reason };
     this.pending.set(input.hashHex, input);
-    this.pendingBytes.set(input.userHex, bytes);
+    this.pendingBytes.set(input.userHex, (this.pendingBytes.get(input.userHex) ?? 0) + input.blob.length);
     this.lastNonce.set(input.userHex, input.nonce);
     return { ok: true };
   }

@@ -440,6 +440,12 @@ export class HpNode extends EventEmitter {
 
   // ---- inputs and reads (called by the user server) -----------------------------------------
 
+  precheckInput(input: PendingInput): { ok: true } | { ok: false; reason: RejectReason } {
+    if (this.stopping) return { ok: false, reason: 'round_inputs_overflow' };
+    const reason = this.pool.refusal(input, this.ledger.last().seqNo);
+    return reason ? { ok: false, reason } : { ok: true };
+  }
+
   submitInput(input: PendingInput): { ok: true } | { ok: false; reason: RejectReason } {
     if (this.stopping) return { ok: false, reason: 'round_inputs_overflow' };
     const r = this.pool.admit(input, this.ledger.last().seqNo);

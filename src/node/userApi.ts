@@ -1,4 +1,5 @@
 // The node as the user server sees it (src/users/nodeApi.ts): a thin adapter over HpNode.
+import type { PendingInput } from './inputPool';
 import { EventEmitter } from 'node:events';
 import { sign } from '../crypto/keys';
 import type { LedgerQueryResult, NodeStatus, SubmitResult, SubmittedInput, UserNodeApi, UserNodeEvents, LedgerId } from '../users/nodeApi';
@@ -49,18 +50,11 @@ export class NodeUserApi extends EventEmitter implements UserNodeApi {
   }
 
   submitInput(user: Buffer, input: SubmittedInput): SubmitResult {
-    return this.node.submitInput({
-      user,
-      userHex: user.toString('hex'),
-      hash: input.inputHash,
-      hashHex: input.inputHash.toString('hex'),
-      nonce: input.nonce,
-      maxLedgerSeqNo: input.maxLedgerSeqNo,
-      blob: input.blob,
-      container: input.container,
-      sig: input.sig,
-      protocol: input.protocol,
-    });
+    return this.node.submitInput(pendingInput(user, input));
+  }
+
+  precheckInput(user: Buffer, input: SubmittedInput): SubmitResult {
+    return this.node.precheckInput(pendingInput(user, input));
   }
 
   readRequest(user: Buffer, content: Buffer): Promise<Buffer[]> {
@@ -84,4 +78,19 @@ export class NodeUserApi extends EventEmitter implements UserNodeApi {
   override off<E extends keyof UserNodeEvents>(event: E, fn: UserNodeEvents[E]): this {
     return super.off(event, fn as (...args: unknown[]) => void);
   }
+}
+
+function pendingInput(user: Buffer, input: SubmittedInput): PendingInput {
+  return {
+    user,
+    userHex: user.toString('hex'),
+    hash: input.inputHash,
+    hashHex: input.inputHash.toString('hex'),
+    nonce: input.nonce,
+    maxLedgerSeqNo: input.maxLedgerSeqNo,
+    blob: input.blob,
+    container: input.container,
+    sig: input.sig,
+    protocol: input.protocol,
+  };
 }

@@ -17,13 +17,25 @@ export function inputHashOf(sig: Buffer): Buffer {
   return hash(sig);
 }
 
-/** Everything short of node-side admission (ledger window, nonce order, round limits). */
-export function checkSignedInput(protocol: UserProtocol, user: Buffer, container: Buffer, sig: Buffer): InputCheck {
+/** The container's fields and the input's id, short of the signature check (so cheap refusals can come first). */
+export function parseSignedInput(protocol: UserProtocol, container: Buffer, sig: Buffer): InputCheck {
   const inputHash = inputHashOf(sig);
   const fields = parseContainer(protocol, container);
   if (typeof fields === 'string') return { ok: false, reason: 'bad_msg_format', inputHash, detail: fields };
-  if (!verify(container, sig, user)) return { ok: false, reason: 'bad_sig', inputHash, detail: 'input_container signature does not verify with the user key' };
   return { ok: true, input: { container, sig, protocol, inputHash, ...fields } };
+}
+
+/** Whether the user signed exactly this container. */
+export function signatureProblem(user: Buffer, input: SubmittedInput): InputCheck | null {
+  if (verify(input.container, input.sig, user)) return null;
+  return { ok: false, reason: 'bad_sig', inputHash: input.inputHash, detail: 'input_container signature does not verify with the user key' };
+}
+
+/** Everything short of node-side admission (ledger window, nonce order, round limits). */
+export function checkSignedInput(protocol: UserProtocol, user: Buffer, container: Buffer, sig: Buffer): InputCheck {
+  const parsed = parseSignedInput(protocol, container, sig);
+  if (!parsed.ok) return parsed;
+  return signatureProblem(user, parsed.input) ?? parsed;
 }
 
 type ContainerFields = Pick<SubmittedInput, 'blob' | 'nonce' | 'maxLedgerSeqNo'>;

@@ -120,6 +120,8 @@ export interface UserNodeApi {
   status(): NodeStatus;
   /** Synchronous admission (ledger window, nonce, round limits). Accepted/rejected later via 'input_status'. */
   submitInput(user: Buffer, input: SubmittedInput): SubmitResult;
+  /** Optional: would submitInput refuse this input for a reason that needs no signature check? Called before the check. */
+  precheckInput?(user: Buffer, input: SubmittedInput): SubmitResult;
   /** Runs a read-only contract execution; each returned buffer becomes one contract_read_response. */
   readRequest(user: Buffer, content: Buffer): Promise<Buffer[]>;
   ledgerQuery(

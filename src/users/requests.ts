@@ -1,7 +1,7 @@
 // Serving an authenticated user's requests (§2.3 -> §2.4). Everything here works on an already
 // decoded message; failures become one contract_input_status rejection plus a bad-message count.
 import { WireObject } from './codec';
-import { checkSignedInput } from './inputs';
+import { parseSignedInput, signatureProblem } from './inputs';
 import { inputStatusMsg, ledgerQueryResultMsg, lclResponseMsg, parseRequest, readResponseMsg, statResponseMsg, SubscriptionChannel } from './messages';
 import type { RejectReason, UserNodeApi, UserProtocol } from './nodeApi';
 
@@ -29,8 +29,14 @@ export function handleRequest(ctx: RequestContext, msg: Record<string, unknown>)
   const api = ctx.api;
   switch (req.type) {
     case 'contract_input': {
-      const check = checkSignedInput(ctx.protocol, ctx.pubkey, req.container, req.sig);
+      const check = parseSignedInput(ctx.protocol, req.container, req.sig);
       if (!check.ok) return reject(ctx, check.reason, check.inputHash, check.detail, true);
+      // Refusals that need no signature (window, nonce, round budget) first: under overload most
+      // inputs are refused, and then a refusal costs no signature check.
+      const early = api.precheckInput?.(ctx.pubkey, check.input);
+      if (early && !early.ok) return reject(ctx, early.reason, check.input.inputHash, `node refused the input: ${early.reason}`, false);
+      const forged = signatureProblem(ctx.pubkey, check.input);
+      if (forged && !forged.ok) return reject(ctx, forged.reason, forged.inputHash, forged.detail, true);
       const res = api.submitInput(ctx.pubkey, check.input);
       // Admission refusals (expired window, old nonce...) are ordinary outcomes, not abuse: not counted.
       if (!res.ok) reject(ctx, res.reason, check.input.inputHash, `node refused the input: ${res.reason}`, false);
