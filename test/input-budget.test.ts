@@ -20,12 +20,12 @@ test('input budget: unlimited until measured, then what fits half a round, withi
   const slow = new InputBudget(200, 4096, 16);
   slow.observe(0, 300);
   slow.observe(500, 2300); // 4 ms per input; an empty execution alone (300 ms) outlasts half a round
-  assert.equal(slow.maxInputs, 75, 'inputs may take as long as the fixed part: 300 ms / 4 ms');
+  assert.equal(slow.maxInputs, 187, 'inputs may take 3 x (300 − 50) ms = 750 ms at 4 ms each');
   slow.observe(10, Number.NaN);
-  assert.equal(slow.maxInputs, 75, 'nonsense timings are ignored');
+  assert.equal(slow.maxInputs, 187, 'nonsense timings are ignored');
   const crawl = new InputBudget(200, 4096, 16);
   crawl.observe(0, 20);
-  crawl.observe(10, 1020); // 100 ms per input
+  crawl.observe(10, 1020); // 100 ms per input: 60 ms of room holds none
   assert.equal(crawl.maxInputs, 16, 'never below the floor: the chain keeps moving, slowly');
 });
 

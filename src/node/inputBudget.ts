@@ -3,9 +3,11 @@
 // outlasts the round stalls the chain, and the inputs piling up meanwhile make the next one longer
 // still: under a load the contract cannot keep up with, consensus would stop instead of slowing
 // down. Proposing no more than fits about half a round (or, if an empty execution already takes
-// longer, as long again as that) keeps ledgers closing; the rest wait in the pool (and expire at
+// longer, three times as long as that) keeps ledgers closing; the rest wait in the pool (and expire at
 // their max_ledger_seq_no). Safe to differ between nodes: a ledger keeps only
 // inputs a threshold of the UNL proposed, so the smallest budget among them is what closes.
+const OVERLOAD_FACTOR = 3;
+
 export class InputBudget {
   /** Execution time that does not depend on inputs (contract start, commit): from input-less runs. */
   private fixedMs: number | null = null;
@@ -36,10 +38,12 @@ export class InputBudget {
     if (this.inputs < 1 || this.extraMs <= 0) return this.ceiling;
     const perInputMs = this.extraMs / this.inputs;
     // When even an empty execution outlasts the share (a contract start slower than the round),
-    // ledgers close every few rounds anyway: then inputs may take as long again as the fixed part,
-    // so under overload a ledger cycle at most doubles and the chain still does half its best.
+    // ledgers close every few rounds anyway: then inputs may take up to OVERLOAD_FACTOR times the
+    // fixed part, so under overload a ledger cycle grows by at most that much and the fixed cost
+    // is spread over enough inputs for ~3/4 of the contract's best throughput.
     const fixed = this.fixedMs ?? 0;
-    const roomMs = Math.max(this.share * this.roundtimeMs - fixed, fixed);
+    const share = this.share * this.roundtimeMs;
+    const roomMs = Math.max(share - fixed, OVERLOAD_FACTOR * (fixed - share / 2)); // continuous in fixed
     return Math.max(this.floor, Math.min(this.ceiling, Math.floor(roomMs / perInputMs)));
   }
 }
