@@ -31,19 +31,11 @@ import path from 'node:path';
 import { readConfig, writeConfig } from '../src/config/nodeConfig';
 import { ensureCluster, onLines } from '../src/node/cluster';
 import { cleanStaleMounts } from '../src/state/mounts';
-import { argValue, CONTRACT_ENV, ECHO_CONTRACT, fmtMs, fmtRate, fmtRejects, makeLog, markdown, p50, quantile, removeBenchDir, REPO_ROOT, runBench, sleep } from './common';
+import { argValue, CONTRACT_ENV, ECHO_CONTRACT, fmtMs, fmtRate, fmtRejects, makeLog, markdown, numOpt, p50, quantile, removeBenchDir, REPO_ROOT, runBench, sleep } from './common';
 import { childPids, freePorts, procCpuSeconds, procStatusMiB, treeCpuSeconds, waitExit } from './processes';
 import { LedgerWindow, LoadStats, newLoadStats, openSockets, RawUser, wholeLedgers } from './rawUser';
 
 const QUICK = process.argv.includes('--quick');
-
-function numOpt(name: string, env: string, dflt: number): number {
-  const v = argValue(name) ?? process.env[env];
-  if (v === undefined || v === '') return dflt;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} / ${env}: "${v}" is not a positive number`);
-  return n;
-}
 
 function listOpt(name: string, env: string, dflt: number[]): number[] {
   const v = argValue(name) ?? process.env[env];

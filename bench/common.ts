@@ -20,6 +20,15 @@ export function argValue(name: string, argv: string[] = process.argv): string | 
   return undefined;
 }
 
+/** A positive number from `--name` or the environment variable `env`, else `dflt`; throws naming both. */
+export function numOpt(name: string, env: string, dflt: number): number {
+  const v = argValue(name) ?? process.env[env];
+  if (v === undefined || v === '') return dflt;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} / ${env}: "${v}" is not a positive number`);
+  return n;
+}
+
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** A progress logger to stderr: `[name +12.3s] message`. */

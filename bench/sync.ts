@@ -45,18 +45,10 @@ import { ObjectStore } from '../src/state/blockstore';
 import { importDirectory } from '../src/state/importExport';
 import { FANOUT, fileDepth } from '../src/state/objects';
 import { cleanStaleMounts } from '../src/state/mounts';
-import { argValue, CONTRACT_ENV, makeLog, markdown, removeBenchDir, REPO_ROOT, runBench, sleep } from './common';
+import { argValue, CONTRACT_ENV, makeLog, markdown, numOpt, removeBenchDir, REPO_ROOT, runBench, sleep } from './common';
 import { childPids, freePorts, procStatusMiB, waitExit } from './processes';
 
 const QUICK = process.argv.includes('--quick');
-
-function numOpt(name: string, env: string, dflt: number): number {
-  const v = argValue(name) ?? process.env[env];
-  if (v === undefined || v === '') return dflt;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} / ${env}: "${v}" is not a positive number`);
-  return n;
-}
 
 const BLOCK = 64 * 1024;
 const MiB = 1024 * 1024;

@@ -14,8 +14,7 @@ import { createNode } from '../src/node/nodeDir';
 import { decodeGetObjects, encodeByteList, REQUEST } from '../src/node/peerMessages';
 import { ObjectStore } from '../src/state/blockstore';
 import { REPO_ROOT, tempDir } from './helpers/fixtures';
-import { RawUser } from './helpers/rawUser';
-import { assertRejoined, impersonate, minLcl, nodeStatus, startTestCluster, TestCluster, writerContract } from './helpers/cluster';
+import { assertRejoined, impersonate, minLcl, nodeStatus, patchBlocks, startTestCluster, TestCluster, writerContract } from './helpers/cluster';
 
 const ENV = { NODE_PATH: path.join(REPO_ROOT, 'node_modules') };
 const BLOCK = 64 * 1024;
@@ -127,16 +126,8 @@ test('a UNL peer serving wrong state objects is rejected and the sync completes 
 
   // Node 3 goes down; 8 blocks of data.bin change over 30+ rounds (nodes 1, 2, 4 are a quorum of 3).
   await c.kill(2, 'SIGTERM');
-  const u = await RawUser.connect(c.userUrls[0]);
-  t.after(() => u.close());
   const patched = [3, 9, 17, 22, 40, 41, 50, 63];
-  let nonce = 1;
-  for (const k of patched) {
-    const hash = u.submit(`patch ${k}`, nonce++, (await c.lcl(0)).seqNo + 5);
-    const s = await u.next((m) => m.type === 'contract_input_status' && m.input_hash === hash, 20_000);
-    assert.equal(s.status, 'accepted', JSON.stringify(s));
-  }
-  const downAt = (await c.lcl(0)).seqNo;
+  const downAt = await patchBlocks(t, c, 0, patched);
   await c.waitFor(async () => (await minLcl(c, [0, 1, 3])) >= downAt + 30, 60_000, '30 more ledgers without node 3');
 
   // Node 4 turns liar: its key and peer port, answering every object request with wrong bytes.

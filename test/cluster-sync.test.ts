@@ -8,8 +8,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { ObjectStore } from '../src/state/blockstore';
 import { REPO_ROOT } from './helpers/fixtures';
-import { RawUser } from './helpers/rawUser';
-import { assertRejoined, minLcl, nodeStatus, startTestCluster, writerContract } from './helpers/cluster';
+import { assertRejoined, minLcl, nodeStatus, patchBlocks, startTestCluster, writerContract } from './helpers/cluster';
 
 const ENV = { NODE_PATH: path.join(REPO_ROOT, 'node_modules') };
 const BLOCK = 64 * 1024;
@@ -33,16 +32,8 @@ test('state sync: a node down for 30+ rounds fetches about the bytes that change
 
   // Node 3 goes down; 8 blocks of data.bin change while it is away, over 30+ rounds.
   await c.kill(2, 'SIGTERM');
-  const u = await RawUser.connect(c.userUrls[0]);
-  t.after(() => u.close());
   const patched = [3, 9, 17, 22, 40, 41, 50, 63];
-  let nonce = 1;
-  for (const k of patched) {
-    const hash = u.submit(`patch ${k}`, nonce++, (await c.lcl(0)).seqNo + 5);
-    const s = await u.next((m) => m.type === 'contract_input_status' && m.input_hash === hash, 20_000);
-    assert.equal(s.status, 'accepted', JSON.stringify(s));
-  }
-  const downAt = (await c.lcl(0)).seqNo;
+  const downAt = await patchBlocks(t, c, 0, patched);
   await c.waitFor(async () => (await minLcl(c, [0, 1])) >= downAt + 30, 60_000, '30 more ledgers without node 3');
 
   await c.restart(2);

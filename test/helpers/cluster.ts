@@ -543,3 +543,19 @@ export async function impersonate(t: TestContext, c: TestCluster, i: number): Pr
   t.after(() => pn.stop());
   return { net: pn, keys, contractId: cfg.contract.id };
 }
+
+/**
+ * Through node i's user port: one "patch <k>" input (writer contract) per block, each waited for
+ * until accepted; resolves with the seq the cluster was at afterwards.
+ */
+export async function patchBlocks(t: TestContext, c: TestCluster, i: number, blocks: number[]): Promise<number> {
+  const u = await RawUser.connect(c.userUrls[i]);
+  t.after(() => u.close());
+  let nonce = 1;
+  for (const k of blocks) {
+    const hash = u.submit(`patch ${k}`, nonce++, (await c.lcl(i)).seqNo + 5);
+    const s = await u.next((m) => m.type === 'contract_input_status' && m.input_hash === hash, 20_000);
+    assert.equal(s.status, 'accepted', JSON.stringify(s));
+  }
+  return (await c.lcl(i)).seqNo;
+}
