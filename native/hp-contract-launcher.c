@@ -7,13 +7,22 @@
  * bridges the packets to Node over ONE inherited stream fd.
  *
  * Usage (argv, built by src/contract/launcher.ts):
- *   hp-contract-launcher --cwd DIR --control-fd N [--npl-fd N] [--keep FIRST-LAST]
+ *   hp-contract-launcher --cwd DIR --control-fd N [--npl-fd N] [--keep FIRST-LAST] [--args-packets]
  *       [--timeout-ms MS] [--npl-limit BYTES] [--cpu-seconds S] [--mem-bytes B] [--nofile N]
  *       -- BIN_PATH [BIN_ARGS...]
  *
+ * --args-packets (warm start): fd 0 is a SOCK_SEQPACKET socket the launcher makes, and the args JSON
+ * arrives later over the bridge (ARGS frames; an empty one ends it). The contract can boot and load
+ * its code before its ledger exists, then block reading fd 0; the exec_timeout clock starts at the
+ * end of the args. Why a SEQPACKET socket and not a pipe: Node (the SDK calls process.stdin) puts a
+ * pipe or stream socket into non-blocking mode, and its readFile(0) would then fail with EAGAIN
+ * while the args are not there yet; libuv leaves a SEQPACKET socket alone, and readFile's 64 KiB
+ * reads take each (<= 8 KiB) packet whole.
+ *
  * Fds inherited from Node (the contract keeps 0, 1, 2 and FIRST..LAST at the same numbers):
- *   0 = args JSON stream (Node writes it, the launcher never reads it), 1/2 = stdout/stderr,
- *   3 = bridge (close-on-exec for the contract), FIRST..LAST = user_in_fd + user output sockets.
+ *   0 = args JSON stream (Node writes it; with --args-packets: unused, replaced), 1/2 = stdout/stderr,
+ *   3 = bridge (close-on-exec for the contract), FIRST..LAST = user_in_fd + user output sockets,
+ *   with placeholders where the control/NPL numbers fall inside the range (replaced by dup2).
  * The contract's environment is exactly the launcher's (Node spawns us with the configured map).
  *
  * Bridge framing, both directions: [u8 channel][u32 big-endian length][payload].
@@ -21,6 +30,7 @@
  *                     {"event":"exit","code":C,"signal":S,"timedOut":b,"nplTruncated":b}, always last)
  *                     1 CONTROL packet from the contract, 2 NPL packet from the contract.
  *   Node -> launcher: 1 CONTROL packet to the contract,
+ *                     3 ARGS: the next packet of the args JSON (--args-packets); empty = end of args,
  *                     2 NPL message = 66-char sender pubkey hex ++ data, delivered as TWO packets.
  * Exit status: the contract's exit code, 128+signal if it was killed, 127 if it could not start.
  */
@@ -45,6 +55,8 @@
 #define CH_META 0
 #define CH_CONTROL 1
 #define CH_NPL 2
+#define CH_ARGS 3
+#define ARGS_PACKET (8 * 1024)         /* Node splits the args JSON into packets of at most this */
 #define MAX_PACKET (128 * 1024)        /* SDK limit for one SEQPACKET message */
 #define PUBKEY_HEX 66                  /* "ed" + 64 hex */
 #define MAX_FRAME (PUBKEY_HEX + MAX_PACKET)
@@ -245,9 +257,10 @@ static void read_packets(struct chan *c, int ch, short revents) {
 
 static unsigned char inbuf[5 + MAX_FRAME];
 static size_t inlen = 0;
+static int args_ended = 0;             /* the empty ARGS frame arrived */
 
 /* Returns 0 when Node closed the bridge (or broke the protocol). */
-static int read_bridge(struct chan *ctl, struct chan *npl) {
+static int read_bridge(struct chan *ctl, struct chan *npl, struct chan *args) {
   ssize_t n = read(bridge_fd, inbuf + inlen, sizeof inbuf - inlen);
   if (n < 0) return (errno == EINTR || errno == EAGAIN) ? 1 : 0;
   if (n == 0) return 0;
@@ -257,14 +270,18 @@ static int read_bridge(struct chan *ctl, struct chan *npl) {
     unsigned char *h = inbuf + off;
     uint32_t len = (uint32_t)h[1] << 24 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 8 | h[4];
     int ch = h[0];
-    if (len > MAX_FRAME || (ch != CH_CONTROL && ch != CH_NPL) ||
-        (ch == CH_NPL && len < PUBKEY_HEX) || (ch == CH_CONTROL && len > MAX_PACKET)) {
+    if (len > MAX_FRAME || (ch != CH_CONTROL && ch != CH_NPL && !(ch == CH_ARGS && args)) ||
+        (ch == CH_NPL && len < PUBKEY_HEX) || (ch == CH_CONTROL && len > MAX_PACKET) ||
+        (ch == CH_ARGS && (len > ARGS_PACKET || args_ended))) {
       fprintf(stderr, "hp-contract-launcher: bad bridge frame (channel %d, %u bytes)\n", ch, len);
       return 0;
     }
     if (inlen - off < 5 + (size_t)len) break;
     const char *body = (const char *)h + 5;
-    if (ch == CH_CONTROL) {
+    if (ch == CH_ARGS) {
+      if (len == 0) args_ended = 1;
+      else if (!args->eof) enqueue(args, body, len); /* Node sends a bounded JSON: no cap here */
+    } else if (ch == CH_CONTROL) {
       if (!ctl->eof && ctl->queued < MAX_QUEUED_PACKETS) enqueue(ctl, body, len);
     } else if (npl && !npl->eof) {
       /* Key and data packets are queued together (or dropped together) so the SDK's
@@ -287,7 +304,7 @@ static int read_bridge(struct chan *ctl, struct chan *npl) {
 
 struct opts {
   const char *cwd;
-  int control_fd, npl_fd, keep_first, keep_last;
+  int control_fd, npl_fd, keep_first, keep_last, args_packets;
   long long timeout_ms, cpu_s, mem_b, nofile;
   char **argv;
 };
@@ -302,7 +319,7 @@ static void child_fail(int errfd, int stage) {
 
 static const char *stage_names[] = {"setpgid", "dup2", "cloexec", "chdir", "setrlimit", "execve"};
 
-static void child_exec(const struct opts *o, int ctl_child, int npl_child, int errfd, pid_t parent) {
+static void child_exec(const struct opts *o, int ctl_child, int npl_child, int args_child, int errfd, pid_t parent) {
   /* Own process group, so a timeout can SIGKILL everything the contract spawned. */
   if (setpgid(0, 0) < 0) child_fail(errfd, 0);
   /* If the launcher itself is SIGKILLed, the contract must not run on unsupervised. */
@@ -318,9 +335,11 @@ static void child_exec(const struct opts *o, int ctl_child, int npl_child, int e
   /* The SEQPACKET child ends at their announced numbers (dup2 clears close-on-exec). */
   if (dup2(ctl_child, o->control_fd) < 0) child_fail(errfd, 1);
   if (npl_child >= 0 && dup2(npl_child, o->npl_fd) < 0) child_fail(errfd, 1);
+  if (args_child >= 0 && dup2(args_child, 0) < 0) child_fail(errfd, 1);
 
   /* Every fd other than 0-2, the kept range and the two channels is close-on-exec. */
   int top = o->control_fd > o->npl_fd ? o->control_fd : o->npl_fd;
+  if (o->keep_last > top) top = o->keep_last;
   for (int fd = 3; fd <= top; fd++) {
     int keep = (fd >= o->keep_first && fd <= o->keep_last) || fd == o->control_fd || fd == o->npl_fd;
     if (!keep && fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 && errno != EBADF) child_fail(errfd, 2);
@@ -367,6 +386,7 @@ int main(int argc, char **argv) {
   for (i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "--") == 0) { i++; break; }
+    if (strcmp(a, "--args-packets") == 0) { o.args_packets = 1; continue; }
     if (i + 1 >= argc) die("missing value for %s", a);
     const char *v = argv[++i];
     if (strcmp(a, "--cwd") == 0) o.cwd = v;
@@ -385,8 +405,9 @@ int main(int argc, char **argv) {
   if (i >= argc || !o.cwd || o.control_fd < 0) die("usage: --cwd DIR --control-fd N [...] -- BIN [ARGS]");
   o.argv = argv + i;
   int top = o.control_fd > o.npl_fd ? o.control_fd : o.npl_fd;
-  if (o.control_fd <= o.keep_last || (o.npl_fd >= 0 && (o.npl_fd <= o.keep_last || o.npl_fd == o.control_fd)))
-    die("channel fds must be distinct and above the kept range");
+  if (o.keep_last > top) top = o.keep_last;
+  if (o.control_fd < 4 || o.control_fd == o.keep_first || (o.npl_fd >= 0 && (o.npl_fd < 4 || o.npl_fd == o.keep_first || o.npl_fd == o.control_fd)))
+    die("channel fds must be distinct, above 3 and not user_in_fd");
   int high = top + 1;                  /* everything we create lives above every target number */
 
   signal(SIGPIPE, SIG_IGN);            /* a dead bridge or socket is an EPIPE, not our death */
@@ -406,8 +427,8 @@ int main(int argc, char **argv) {
 
   /* The channels. Parent ends are non-blocking; the child ends stay blocking for the contract. */
   int pair[2];
-  struct chan ctl = {.fd = -1}, npl = {.fd = -1, .eof = 1};
-  int ctl_child, npl_child = -1;
+  struct chan ctl = {.fd = -1}, npl = {.fd = -1, .eof = 1}, args = {.fd = -1, .eof = 1};
+  int ctl_child, npl_child = -1, args_child = -1;
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) die("socketpair: %s", strerror(errno));
   ctl.fd = move_high(pair[0], high);
   ctl_child = move_high(pair[1], high);
@@ -423,8 +444,16 @@ int main(int argc, char **argv) {
     size_buffers(npl_child);
     set_flag(npl.fd, 1);
   }
+  if (o.args_packets) {
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) die("socketpair: %s", strerror(errno));
+    args.fd = move_high(pair[0], high);
+    args.eof = 0;
+    args_child = move_high(pair[1], high);
+    set_flag(args.fd, 1);
+  }
   /* Node's socketpair ends may be non-blocking; contracts expect plain blocking fds. */
-  for (int fd = o.keep_first; fd <= o.keep_last; fd++) set_flag(fd, 0);
+  for (int fd = o.keep_first; fd <= o.keep_last; fd++)
+    if (fd != o.control_fd && fd != o.npl_fd) set_flag(fd, 0);
 
   int ep[2];
   if (pipe2(ep, O_CLOEXEC) < 0) die("pipe2: %s", strerror(errno));
@@ -433,13 +462,14 @@ int main(int argc, char **argv) {
   pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) die("fork: %s", strerror(errno));
-  if (pid == 0) child_exec(&o, ctl_child, npl_child, err_w, parent);
+  if (pid == 0) child_exec(&o, ctl_child, npl_child, args_child, err_w, parent);
   setpgid(pid, pid);                   /* also from here, so kill(-pid) works at once */
 
   /* Only the contract may hold its ends: otherwise EOF would never be seen. */
   close(err_w);
   close(ctl_child);
   if (npl_child >= 0) close(npl_child);
+  if (args_child >= 0) close(args_child);
   close(0);
   for (int fd = o.keep_first; fd <= o.keep_last; fd++) close(fd);
 
@@ -458,16 +488,16 @@ int main(int argc, char **argv) {
   }
   send_meta("{\"event\":\"started\",\"pid\":%d}", (int)pid);
 
-  int64_t deadline = o.timeout_ms > 0 ? now_ms() + o.timeout_ms : -1;
+  int64_t deadline = o.timeout_ms > 0 && !o.args_packets ? now_ms() + o.timeout_ms : -1;
   int64_t drain_until = -1;            /* set once the contract has exited */
-  int status = 0, exited = 0, timed_out = 0, bridge_open = 1;
+  int status = 0, exited = 0, timed_out = 0, bridge_open = 1, clock_started = !o.args_packets;
 
   for (;;) {
     if (exited && ctl.eof && npl.eof) break;
     if (exited && now_ms() >= drain_until) break;
 
-    struct pollfd p[4];
-    int np = 0, i_sig, i_br = -1, i_ctl = -1, i_npl = -1;
+    struct pollfd p[5];
+    int np = 0, i_sig, i_br = -1, i_ctl = -1, i_npl = -1, i_args = -1;
     i_sig = np;
     p[np++] = (struct pollfd){sig_pipe_r, POLLIN, 0};
     if (bridge_open && !exited) { i_br = np; p[np++] = (struct pollfd){bridge_fd, POLLIN, 0}; }
@@ -479,6 +509,7 @@ int main(int argc, char **argv) {
       i_npl = np;
       p[np++] = (struct pollfd){npl.fd, POLLIN | POLLRDHUP | (npl.head && !exited ? POLLOUT : 0), 0};
     }
+    if (args.fd >= 0 && args.head && !exited) { i_args = np; p[np++] = (struct pollfd){args.fd, POLLOUT, 0}; }
 
     int64_t until = exited ? drain_until : deadline;
     int wait = -1;
@@ -513,7 +544,7 @@ int main(int argc, char **argv) {
       }
     }
     if (i_br >= 0 && (p[i_br].revents & (POLLIN | POLLHUP | POLLERR))) {
-      if (!read_bridge(&ctl, o.npl_fd >= 0 ? &npl : NULL)) {
+      if (!read_bridge(&ctl, o.npl_fd >= 0 ? &npl : NULL, o.args_packets ? &args : NULL)) {
         bridge_open = 0;               /* Node is gone or broken: the contract must not run on */
         kill(-pid, SIGKILL);
       }
@@ -526,8 +557,14 @@ int main(int argc, char **argv) {
       if (p[i_npl].revents & POLLOUT) flush_queue(&npl);
       if (p[i_npl].revents & (POLLIN | POLLHUP | POLLERR | POLLRDHUP)) read_packets(&npl, CH_NPL, p[i_npl].revents);
     }
+    if (i_args >= 0 && (p[i_args].revents & (POLLHUP | POLLERR))) close_chan(&args); /* it will never read them */
     /* New packets from Node may fit right away; don't wait for the next POLLOUT round. */
-    if (!exited) { flush_queue(&ctl); flush_queue(&npl); }
+    if (!exited) { flush_queue(&ctl); flush_queue(&npl); flush_queue(&args); }
+    if (args_ended && !clock_started && !args.head) {
+      clock_started = 1;
+      close_chan(&args);               /* EOF after the last packet: the contract has all its args */
+      if (o.timeout_ms > 0 && !exited) deadline = now_ms() + o.timeout_ms;
+    }
   }
 
   int code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
-import { runContract, startContract } from '../src/contract';
+import { prepareContract, runContract, startContract } from '../src/contract';
 import type { ContractRunRequest, ContractRunResult } from '../src/contract';
 import { BridgeParser, UserOutputParser } from '../src/contract/framing';
 import { tempDir } from './helpers/fixtures';
@@ -121,8 +121,8 @@ test('args JSON: HotPocket field order, aligned input spans, fd layout, env and 
   assert.equal(args.readonly, false);
   assert.equal(args.lcl_seq_no, 7);
   assert.equal(args.mode, 'consensus');
-  assert.deepEqual(args.users, { [U1]: [5, [0, 2], [4096, 4097], [12288, 0], [12288, 1]], [U2]: [6] });
-  assert.deepEqual([args.user_in_fd, args.control_fd, args.npl_fd], [4, 7, 8]);
+  assert.deepEqual(args.users, { [U1]: [7, [0, 2], [4096, 4097], [12288, 0], [12288, 1]], [U2]: [8] });
+  assert.deepEqual([args.user_in_fd, args.control_fd, args.npl_fd], [4, 5, 6]);
   assert.deepEqual(args.unl, consensus.args.unl);
   assert.equal(fs.readFileSync(path.join(consensus.cwd, 'environ.txt'), 'utf8'), 'ONLY=this\nWITH SPACE=a b\n');
   // 3 (the launcher bridge) and everything else the launcher or Node had open are closed.
@@ -137,8 +137,8 @@ test('args JSON: HotPocket field order, aligned input spans, fd layout, env and 
   assert.equal(roArgs.timestamp, 0);
   assert.equal(roArgs.private_key, key('d') + 'd'.repeat(64));
   assert.equal(roArgs.mode, 'read_req');
-  assert.deepEqual(roArgs.users, { [U1]: [5, [0, 1]] });
-  assert.equal(roArgs.control_fd, 6);
+  assert.deepEqual(roArgs.users, { [U1]: [6, [0, 1]] });
+  assert.equal(roArgs.control_fd, 5);
 });
 
 test('read-only run: readonly context, timestamp 0, no lcl, NPL refused by the SDK, no NPL delivery', async (t) => {
@@ -411,6 +411,80 @@ new HotPocket.Contract().init(contract);`);
   assert.equal(r.signal, 'SIGKILL');
   assert.equal(r.timedOut, false);
   assert.deepEqual(texts(r, U1), ['"up"']);
+});
+
+/** A prepared (warm) process for `req`, with `slots` user sockets. */
+const prepare = (req: ContractRunRequest, slots: number) => prepareContract({ ...req, slots, readonly: req.args.readonly, argsAsPackets: true });
+
+test('warm start: a process started ahead boots, waits for its run, and runs it as a cold one would', async (t) => {
+  const dir = srcDir(t);
+  // Module-level code runs at once (it notes when); the contract body only once the run starts.
+  const src = sdkContract(dir, 'warm.js', `
+require('fs').writeFileSync(${JSON.stringify(path.join(dir, 'loaded-at'))}, String(Date.now()));
+${ECHO.replace("new HotPocket.Contract().init(contract);", "")}
+new HotPocket.Contract().init(contract);`);
+  const req = request(t, {
+    binArgs: [src],
+    users: [
+      { pubkeyHex: U1, inputs: [Buffer.from('a'), Buffer.from('b')] },
+      { pubkeyHex: U2, inputs: [Buffer.from('c')] },
+    ],
+    // Shorter than the wait below: the timeout clock must start at start(), not at the spawn.
+    limits: { ...LIMITS, execTimeoutMs: 800 },
+  });
+  const warm = prepare(req, 4);
+  await new Promise((r) => setTimeout(r, 1200));
+  const loadedAt = Number(fs.readFileSync(path.join(dir, 'loaded-at'), 'utf8'));
+  const startedAt = Date.now();
+  assert.ok(loadedAt > 0 && loadedAt < startedAt - 500, 'the contract loaded its code while it waited');
+  const r = await warm.start(req).done;
+  assert.equal(r.exitCode, 0, why(r));
+  assert.equal(r.timedOut, false);
+  assert.equal(r.timings.warm, true);
+  assert.deepEqual(texts(r, U1), ['"Echoing: a"', '"Echoing: b"']);
+  assert.deepEqual(texts(r, U2), ['"Echoing: c"']);
+  assert.deepEqual([...r.outputs.keys()], [U1, U2]);
+  // Same run, cold: same outputs.
+  const cold = await runContract(req);
+  assert.equal(cold.timings.warm, false);
+  assert.deepEqual(cold.outputs, r.outputs);
+});
+
+test('warm start: fd numbers do not depend on spare slots; a run over the slots, twice or read-only is refused', async (t) => {
+  const script = 'cat > args.json; ls /proc/$$/fd > fds.txt; exit 0';
+  const req = request(t, { binPath: '/bin/bash', binArgs: ['-c', script], users: [{ pubkeyHex: U1, inputs: [Buffer.from('x')] }] });
+  const warm = prepare(req, 3);
+  assert.throws(() => warm.start({ ...req, users: [U1, U2, U3, key('4')].map((pubkeyHex) => ({ pubkeyHex, inputs: [] })) }), /4 users, but this process has 3 user sockets/);
+  assert.throws(() => warm.start({ ...req, args: { ...req.args, readonly: true } }), /read-only run/);
+  const r = await warm.start(req).done;
+  assert.equal(r.exitCode, 0, why(r));
+  assert.throws(() => warm.start(req), /already started/);
+  const args = JSON.parse(fs.readFileSync(path.join(req.cwd, 'args.json'), 'utf8'));
+  assert.deepEqual(args.users, { [U1]: [7, [0, 1]] }); // as in a cold run with one user
+  assert.deepEqual([args.user_in_fd, args.control_fd, args.npl_fd], [4, 5, 6]);
+  // The spare sockets (8, 9) are open in the process but announced nowhere.
+  assert.deepEqual(fs.readFileSync(path.join(req.cwd, 'fds.txt'), 'utf8').split('\n').filter(Boolean).map(Number).sort((a, b) => a - b), [0, 1, 2, 4, 5, 6, 7, 8, 9]);
+});
+
+test('warm start: a process that dies while it waits reports that exit; discard() kills a waiting one', async (t) => {
+  const dir = srcDir(t);
+  const crash = sdkContract(dir, 'crash.js', 'process.exit(3);');
+  const req = request(t, { binArgs: [crash], users: [{ pubkeyHex: U1, inputs: [Buffer.from('x')] }] });
+  const dead = prepare(req, 1);
+  await new Promise((r) => setTimeout(r, 500));
+  const r = await dead.start(req).done;
+  assert.equal(r.exitCode, 3, why(r));
+  assert.deepEqual(texts(r, U1), []);
+
+  const pidFile = path.join(dir, 'pid');
+  const waiter = sdkContract(dir, 'waiter.js', `require('fs').writeFileSync(${JSON.stringify(pidFile)}, String(process.pid));
+new HotPocket.Contract().init(async () => {});`);
+  const idle = prepare(request(t, { binArgs: [waiter] }), 2);
+  const deadline = Date.now() + 10_000;
+  while (!fs.existsSync(pidFile) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
+  const pid = Number(fs.readFileSync(pidFile, 'utf8'));
+  await idle.discard();
+  assert.throws(() => process.kill(pid, 0), /ESRCH/, 'the waiting contract is gone after discard()');
 });
 
 test('framing: user output and bridge parsers survive byte-by-byte delivery and enforce limits', () => {

@@ -112,3 +112,41 @@ test('the ledger chain survives a restart; a replayed input is refused', async (
   assert.equal((await fresh.submissionStatus).status, 'accepted');
   assert.equal(fs.statSync(path.join(dir, 'keys.json')).mode & 0o777, 0o600);
 });
+
+test('warm start: the contract process starts before its ledger; its writes while loading wait for the ledger and carry its time', async (t) => {
+  const src = tempDir(t, 'hp-warm-src-');
+  // Module-level code runs while the process waits for its ledger; the write must wait too.
+  fs.writeFileSync(path.join(src, 'index.js'), `
+const fs = require('fs');
+fs.appendFileSync('loads.log', 'x\\n');
+const HotPocket = require('hotpocket-nodejs-contract');
+new HotPocket.Contract().init(async (ctx) => {
+  fs.appendFileSync('runs.log', ctx.lclSeqNo + ' ' + ctx.timestamp + '\\n');
+});`);
+  const dir = path.join(tempDir(t, 'hp-node-'), 'node');
+  await createNode(dir, { contractDir: src, contractEnv: { NODE_PATH: path.join(REPO_ROOT, 'node_modules') }, userPort: 0, roundtimeMs: 200 });
+  const running = await startNode(dir, { logLevel: 'warn' });
+  deferCleanup(t, () => running.stop());
+  const counts = () => (running.node.statusReport() as { executions: { warm: number; cold: number } }).executions;
+  const deadline = Date.now() + 20_000;
+  while (counts().warm < 8 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  assert.ok(counts().warm >= 8, `warm-started executions: ${JSON.stringify(counts())}`);
+  await running.stop();
+
+  const view = path.join(dir, 'export');
+  const { ObjectStore } = await import('../src/state/blockstore');
+  const { exportSnapshot } = await import('../src/state/importExport');
+  const store = ObjectStore.open(running.node.paths.store, { readOnly: true });
+  try {
+    exportSnapshot(store, view);
+  } finally {
+    store.close();
+  }
+  const runs = fs.readFileSync(path.join(view, 'state', 'runs.log'), 'utf8').trim().split('\n');
+  const loads = fs.readFileSync(path.join(view, 'state', 'loads.log'), 'utf8').trim().split('\n');
+  // One load per committed execution: the process left waiting at the stop wrote nothing.
+  assert.equal(loads.length, runs.length);
+  const [, ts] = runs[runs.length - 1].split(' ').map(Number);
+  assert.equal(Math.round(fs.statSync(path.join(view, 'state', 'loads.log')).mtimeMs), ts, 'the load-time write carries the ledger time');
+  assert.equal(Math.round(fs.statSync(path.join(view, 'state', 'runs.log')).mtimeMs), ts);
+});

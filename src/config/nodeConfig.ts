@@ -25,6 +25,11 @@ export interface NodeConfig {
     unl: string[];
     max_input_ledger_offset: number;
     give_private_key: boolean;
+    /**
+     * Start a Node.js contract's process ahead of its ledger so its boot is off the round's critical
+     * path (absent = true; other executables always start at the close).
+     */
+    warm_start?: boolean;
     consensus: { roundtime: number; threshold: number };
     round_limits: RoundLimits;
     state_quota: { bytes: number; files: number };
@@ -128,6 +133,7 @@ const SCHEMA: Record<string, Check> = {
   },
   'contract.max_input_ledger_offset': int(0, 65535),
   'contract.give_private_key': bool,
+  'contract.warm_start': optional(bool),
   'contract.consensus.roundtime': int(50, 3_600_000),
   // Two quorums must intersect: a threshold of 50% or less would let two halves close different ledgers.
   'contract.consensus.threshold': (p, v) => (Number.isSafeInteger(v) && (v as number) > 50 && (v as number) <= 100 ? null : `${p}: expected an integer in 51..100 (≤ 50% cannot prevent forks), got ${JSON.stringify(v)}`),

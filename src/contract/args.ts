@@ -4,20 +4,26 @@ import type { ContractArgs } from './types';
 
 /** Fds 0-2 are stdio, 3 is the launcher's bridge (close-on-exec for the contract). */
 export const USER_IN_FD = 4;
-const FIRST_USER_OUT_FD = 5;
+const CONTROL_FD = 5;
 
 export interface FdLayout {
   userInFd: number;
+  /** One socket per user slot; the first `users.length` are announced in the args JSON. */
   userOutFds: number[];
   controlFd: number;
   /** Absent in read-only runs (no NPL). */
   nplFd?: number;
 }
 
-export function fdLayout(userCount: number, readonly: boolean): FdLayout {
-  const userOutFds = Array.from({ length: userCount }, (_, i) => FIRST_USER_OUT_FD + i);
-  const controlFd = FIRST_USER_OUT_FD + userCount;
-  return { userInFd: USER_IN_FD, userOutFds, controlFd, nplFd: readonly ? undefined : controlFd + 1 };
+/**
+ * Channels first, then user sockets: every number the args JSON announces depends only on the
+ * run's users, not on how many spare slots a process started ahead of its ledger holds.
+ */
+export function fdLayout(slots: number, readonly: boolean): FdLayout {
+  const nplFd = readonly ? undefined : CONTROL_FD + 1;
+  const first = (nplFd ?? CONTROL_FD) + 1;
+  const userOutFds = Array.from({ length: slots }, (_, i) => first + i);
+  return { userInFd: USER_IN_FD, userOutFds, controlFd: CONTROL_FD, nplFd };
 }
 
 /** [offset, length] of each input in the inputs file, per user. */

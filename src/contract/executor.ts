@@ -7,14 +7,15 @@
 // synchronous fs call on it would deadlock. Only the contract process (after chdir) uses it.
 import { spawn, ChildProcess, StdioOptions } from 'node:child_process';
 import type { Socket } from 'node:net';
+import type fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { buildArgsJson, fdLayout, FdLayout } from './args';
-import { BridgeChannel, BridgeParser, encodeBridgeFrame, MAX_PACKET, PUBKEY_HEX_LEN, UserOutputParser } from './framing';
-import { writeInputsFile } from './inputs';
+import { ARGS_PACKET, BridgeChannel, BridgeParser, encodeBridgeFrame, MAX_PACKET, PUBKEY_HEX_LEN, UserOutputParser } from './framing';
+import { fillInputsFile, openInputsFile } from './inputs';
 import { defaultLauncherPath, launcherArgv } from './launcher';
-import type { ContractExecution, ContractRunRequest, ContractRunResult, ContractStdio } from './types';
+import type { ContractExecution, ContractLaunch, ContractRun, ContractRunRequest, ContractRunResult, ContractStdio, PreparedContract } from './types';
 
 /** Hard cap on one output message even with userOutputBytes = 0, so a bogus header cannot OOM us. */
 export const MAX_OUTPUT_MESSAGE_BYTES = 128 * 1024 * 1024;
@@ -27,13 +28,28 @@ const PUBKEY_RE = new RegExp(`^[0-9a-fA-F]{${PUBKEY_HEX_LEN}}$`);
 
 /** Starts a contract execution; `done` resolves with its result (crashes and timeouts included). */
 export function startContract(req: ContractRunRequest): ContractExecution {
-  validate(req);
-  return new Execution(req);
+  return newExecution(req, req.users.length, req.args.readonly).start(req);
 }
 
 /** Runs a contract to completion. */
 export function runContract(req: ContractRunRequest): Promise<ContractRunResult> {
   return startContract(req).done;
+}
+
+/**
+ * Starts a contract process ahead of its run (warm start): Node's boot and the contract's module
+ * loading happen now, off the critical path; start() later hands it the run's inputs and args.
+ * `slots` user sockets are made; a run may use the first ones. `readonly` fixes the fd layout.
+ */
+export function prepareContract(launch: ContractLaunch & { slots: number; readonly: boolean }): PreparedContract {
+  if (!launch.argsAsPackets) throw new Error('a contract started ahead of its run needs argsAsPackets (see ContractLaunch)');
+  return newExecution(launch, launch.slots, launch.readonly);
+}
+
+function newExecution(launch: ContractLaunch, slots: number, readonly: boolean): Execution {
+  validateLaunch(launch);
+  if (!Number.isSafeInteger(slots) || slots < 0) throw new RangeError(`slots must be a non-negative integer, got ${slots}`);
+  return new Execution(launch, slots, readonly);
 }
 
 interface ExitReport {
@@ -43,8 +59,24 @@ interface ExitReport {
   nplTruncated: boolean;
 }
 
-class Execution implements ContractExecution {
-  readonly done: Promise<ContractRunResult>;
+/** What the process did, before it is matched to a run's users. */
+interface RawResult {
+  slotOutputs: Buffer[][];
+  truncatedSlots: Set<number>;
+  exit: ExitReport;
+  tStarted: number;
+  tExited: number;
+  error?: string;
+  stdout?: Buffer;
+  stderr?: Buffer;
+}
+
+class Execution implements ContractExecution, PreparedContract {
+  private readonly spawned: Promise<{ child: ChildProcess; inputs: fsp.FileHandle }>;
+  private readonly collected: Promise<RawResult>;
+  private collectedResolve!: (r: Promise<RawResult>) => void;
+  private runDone: Promise<ContractRunResult> | null = null;
+  private run: ContractRun | null = null;
   private bridge: Socket | null = null;
   private queued: Buffer[] = []; // frames for the launcher before it is spawned
   private child: ChildProcess | null = null;
@@ -53,15 +85,47 @@ class Execution implements ContractExecution {
   private finished = false; // result built: never signal these pids again (they may be reused)
   private killRequested = false;
   private backstopFired = false;
+  private tGo = 0;
+  private backstop: NodeJS.Timeout | undefined;
 
-  constructor(private readonly req: ContractRunRequest) {
-    this.done = this.run();
+  constructor(
+    private readonly launch: ContractLaunch,
+    readonly slots: number,
+    readonly readonly: boolean,
+  ) {
+    this.collected = new Promise((resolve) => (this.collectedResolve = resolve));
+    this.collected.catch(() => undefined); // observed through done or discard()
+    this.spawned = this.spawn();
+    this.spawned.catch(() => undefined);
+  }
+
+  get done(): Promise<ContractRunResult> {
+    if (!this.runDone) throw new Error('contract execution not started');
+    return this.runDone;
+  }
+
+  start(run: ContractRun): ContractExecution {
+    if (this.run) throw new Error('this contract process was already started');
+    if (run.args.readonly !== this.readonly) throw new Error(`a ${this.readonly ? 'read-only' : 'consensus'} process cannot take a ${run.args.readonly ? 'read-only' : 'consensus'} run`);
+    if (run.users.length > this.slots) throw new RangeError(`${run.users.length} users, but this process has ${this.slots} user sockets`);
+    validateRun(run);
+    this.run = run;
+    const t0 = performance.now();
+    this.runDone = this.go(run).then(() => this.collected).then((raw) => this.result(raw, run, t0));
+    return this;
+  }
+
+  async discard(): Promise<void> {
+    if (this.run) throw new Error('discard() is for a process that was never started');
+    this.kill();
+    await this.spawned.then((s) => s.inputs.close().catch(() => undefined), () => undefined);
+    await this.collected.catch(() => undefined);
   }
 
   deliverNpl(senderPubkeyHex: string, data: Buffer): boolean {
     if (!PUBKEY_RE.test(senderPubkeyHex)) throw new TypeError(`NPL sender must be ${PUBKEY_HEX_LEN} hex chars`);
     if (data.length > MAX_PACKET) throw new RangeError(`NPL message over ${MAX_PACKET} bytes`);
-    if (this.req.args.readonly || this.ended) return false;
+    if (this.readonly || this.ended) return false;
     // Key and data travel in one frame; the launcher turns them into the SDK's two packets.
     this.toLauncher(encodeBridgeFrame(BridgeChannel.Npl, Buffer.concat([Buffer.from(senderPubkeyHex, 'latin1'), data])));
     return true;
@@ -82,8 +146,12 @@ class Execution implements ContractExecution {
     this.killGroups(this.contractPid === 0);
   }
 
+  /**
+   * Frames wait until the launcher reports the contract started: one that fails to start exits at
+   * once, and a write to its closed bridge would make Node drop the error report still unread in it.
+   */
   private toLauncher(frame: Buffer): void {
-    if (this.bridge) this.bridge.write(frame);
+    if (this.bridge && this.contractPid !== 0) this.bridge.write(frame);
     else this.queued.push(frame);
   }
 
@@ -101,57 +169,107 @@ class Execution implements ContractExecution {
     }
   }
 
-  private async run(): Promise<ContractRunResult> {
-    const req = this.req;
-    const t0 = performance.now();
-    const fds = fdLayout(req.users.length, req.args.readonly);
-    const inputs = await writeInputsFile(
-      req.users.map((u) => u.inputs),
-      req.tmpDir,
-    );
-    let done: Promise<ContractRunResult>;
+  /** Opens the (empty) inputs file and spawns the launcher; the contract boots and waits for its args. */
+  private async spawn(): Promise<{ child: ChildProcess; inputs: fsp.FileHandle }> {
+    let inputs: fsp.FileHandle;
     try {
-      const argsJson = buildArgsJson(req.args, req.users.map((u) => u.pubkeyHex), inputs.spans, fds);
-      const child = this.spawnLauncher(fds, inputs.fh.fd);
-      // Listen before the next await: a launcher that fails fast (execve/chdir error) can exit
-      // while fh.close() is in the thread pool, and a missed 'exit' would leave `done` pending.
-      done = this.collect(child, fds, t0);
-      done.catch(() => undefined); // it may reject while fh.close() is pending; the caller gets it
-      child.stdin!.on('error', () => undefined); // the contract may exit without reading its args
-      child.stdin!.end(argsJson);
+      inputs = await openInputsFile(this.launch.tmpDir);
     } catch (err) {
-      await inputs.fh.close();
+      this.collectedResolve(Promise.reject(err));
       throw err;
     }
-    // The launcher holds its own copy (fd 4). Once it is spawned, collect() reports the run.
-    await inputs.fh.close().catch(() => undefined);
-    return done;
+    try {
+      const fds = fdLayout(this.slots, this.readonly);
+      const child = this.spawnLauncher(fds, inputs.fd);
+      // Listen at once: a launcher that fails fast (execve/chdir error) can exit before any await
+      // returns, and a missed 'exit' would leave the run pending.
+      this.collectedResolve(this.collect(child, fds));
+      child.stdin?.on('error', () => undefined); // the contract may exit without reading its args
+      return { child, inputs };
+    } catch (err) {
+      await inputs.close();
+      this.collectedResolve(Promise.reject(err));
+      throw err;
+    }
+  }
+
+  /** Fills the inputs file, writes the args JSON and starts the launcher's clock. */
+  private async go(run: ContractRun): Promise<void> {
+    const { child, inputs } = await this.spawned;
+    try {
+      const spans = await fillInputsFile(inputs, run.users.map((u) => u.inputs));
+      const fds = fdLayout(this.slots, this.readonly);
+      const argsJson = buildArgsJson(run.args, run.users.map((u) => u.pubkeyHex), spans, fds);
+      this.tGo = performance.now();
+      if (this.launch.argsAsPackets) {
+        // The launcher feeds them to the contract's stdin and starts its exec_timeout clock at the end.
+        const bytes = Buffer.from(argsJson);
+        for (let off = 0; off < bytes.length; off += ARGS_PACKET) this.toLauncher(encodeBridgeFrame(BridgeChannel.Args, bytes.subarray(off, off + ARGS_PACKET)));
+        this.toLauncher(encodeBridgeFrame(BridgeChannel.Args, Buffer.alloc(0)));
+      } else {
+        child.stdin!.end(argsJson);
+      }
+      // Backstop only: the launcher kills the contract at execTimeoutMs itself (counted from go).
+      const timeout = this.launch.limits.execTimeoutMs;
+      if (timeout > 0 && !this.finished) {
+        this.backstop = setTimeout(() => {
+          this.backstopFired = true;
+          this.killGroups(true);
+        }, timeout + BACKSTOP_MS);
+      }
+    } finally {
+      // The launcher (and the contract) hold their own copy at fd 4.
+      await inputs.close().catch(() => undefined);
+    }
+    // Sockets of slots this run leaves unused: nobody will write to them.
+    for (let i = run.users.length; i < this.slots; i++) (child.stdio[fdLayout(this.slots, this.readonly).userOutFds[i]] as Socket | null)?.destroy();
+  }
+
+  private result(raw: RawResult, run: ContractRun, t0: number): ContractRunResult {
+    const tRun = Math.max(this.tGo || t0, raw.tStarted || 0);
+    const result: ContractRunResult = {
+      outputs: new Map(run.users.map((u, i) => [u.pubkeyHex, raw.slotOutputs[i] ?? []])),
+      exitCode: raw.exit.signal ? null : raw.exit.code,
+      signal: raw.exit.signal ? signalName(raw.exit.signal) : null,
+      timedOut: raw.exit.timedOut,
+      truncatedUsers: run.users.filter((_, i) => raw.truncatedSlots.has(i)).map((u) => u.pubkeyHex),
+      nplTruncated: raw.exit.nplTruncated,
+      timings: {
+        spawnMs: raw.tStarted || raw.tExited ? Math.max(0, Math.min(tRun, raw.tExited || tRun) - t0) : 0,
+        execMs: raw.tStarted ? Math.max(0, raw.tExited - tRun) : 0,
+        warm: raw.tStarted > 0 && raw.tStarted < t0,
+      },
+    };
+    if (raw.error) result.error = raw.error;
+    if (raw.stdout) result.stdout = raw.stdout;
+    if (raw.stderr) result.stderr = raw.stderr;
+    return result;
   }
 
   private spawnLauncher(fds: FdLayout, inputsFd: number): ChildProcess {
-    const req = this.req;
+    const req = this.launch;
     const stdio: StdioOptions = [
-      'pipe', // 0: args JSON
+      req.argsAsPackets ? 'ignore' : 'pipe', // 0: args JSON (or the launcher's SEQPACKET socket)
       stdioOf(req.stdout),
       stdioOf(req.stderr),
       'pipe', // 3: bridge
       inputsFd, // 4: user_in_fd
-      ...req.users.map(() => 'pipe' as const), // 5..: user outputs
     ];
-    const argv = launcherArgv(req.binPath, req.binArgs, path.resolve(req.cwd), fds, req.limits);
+    // The channel numbers (control, NPL) come before the user sockets: the launcher dup2s over them.
+    while (stdio.length < (fds.userOutFds[0] ?? 0)) stdio.push('ignore');
+    for (const _ of fds.userOutFds) stdio.push('pipe'); // user outputs
+    const argv = launcherArgv(req.binPath, req.binArgs, path.resolve(req.cwd), fds, req.limits, req.argsAsPackets ?? false);
     // env: the launcher passes its own environment to execve, so the contract gets exactly req.env.
     // cwd '/': the launcher must not hold the state mount busy; the contract chdirs itself.
     const child = spawn(req.launcherPath ?? defaultLauncherPath(), argv, { stdio, env: req.env, cwd: '/', detached: true });
     this.child = child;
     this.bridge = child.stdio[3] as Socket;
-    for (const frame of this.queued) this.bridge.write(frame);
-    this.queued = [];
     if (this.killRequested) this.killGroups(true);
     return child;
   }
 
-  private collect(child: ChildProcess, fds: FdLayout, t0: number): Promise<ContractRunResult> {
-    const req = this.req;
+  private collect(child: ChildProcess, fds: FdLayout): Promise<RawResult> {
+    const req = this.launch;
     return new Promise((resolve, reject) => {
       let tStarted = 0;
       let tExited = 0;
@@ -163,7 +281,7 @@ class Execution implements ContractExecution {
       let openStreams = 0;
       let graceTimer: NodeJS.Timeout | undefined;
       const streams: Readable[] = [];
-      const truncated = new Set<string>();
+      const truncated = new Set<number>();
       const captured: Record<'stdout' | 'stderr', Buffer[]> = { stdout: [], stderr: [] };
 
       const track = (s: Readable | null | undefined) => {
@@ -178,13 +296,13 @@ class Execution implements ContractExecution {
       };
 
       // User outputs, read straight from the contract's sockets.
-      const parsers = req.users.map((u, i) => {
+      const parsers = fds.userOutFds.map((fd, i) => {
         const parser = new UserOutputParser(req.limits.userOutputBytes, MAX_OUTPUT_MESSAGE_BYTES);
-        const sock = child.stdio[fds.userOutFds[i]] as Socket;
+        const sock = child.stdio[fd] as Socket;
         track(sock);
         sock.on('data', (chunk: Buffer) => {
           if (!parser.push(chunk)) {
-            truncated.add(u.pubkeyHex); // HotPocket closes the socket; further writes fail (EPIPE)
+            truncated.add(i); // HotPocket closes the socket; further writes fail (EPIPE)
             sock.destroy();
           }
         });
@@ -217,7 +335,7 @@ class Execution implements ContractExecution {
         }
         for (const f of frames) {
           if (f.channel === BridgeChannel.Meta) onMeta(parseMeta(f.payload));
-          else if (f.channel === BridgeChannel.Npl) hook('onNplMessage', () => req.onNplMessage?.(f.payload));
+          else if (f.channel === BridgeChannel.Npl) hook('onNplMessage', () => this.run?.onNplMessage?.(f.payload));
           else if (f.channel === BridgeChannel.Control) {
             let msg: unknown;
             try {
@@ -225,7 +343,7 @@ class Execution implements ContractExecution {
             } catch {
               continue; // HotPocket ignores control packets that are not JSON
             }
-            hook('onControlMessage', () => req.onControlMessage?.(msg));
+            hook('onControlMessage', () => this.run?.onControlMessage?.(msg));
           }
         }
       });
@@ -235,6 +353,8 @@ class Execution implements ContractExecution {
           tStarted = performance.now();
           this.contractPid = m.pid as number;
           if (this.killRequested) this.killGroups(false);
+          for (const frame of this.queued) this.bridge!.write(frame);
+          this.queued = [];
         } else if (m.event === 'error') {
           startError = `${m.stage} failed: ${m.message}`;
         } else if (m.event === 'exit') {
@@ -243,15 +363,6 @@ class Execution implements ContractExecution {
           report = m as unknown as ExitReport;
         }
       };
-
-      // Backstop only: the launcher kills the contract at execTimeoutMs itself.
-      const backstop =
-        req.limits.execTimeoutMs > 0
-          ? setTimeout(() => {
-              this.backstopFired = true;
-              this.killGroups(true);
-            }, req.limits.execTimeoutMs + BACKSTOP_MS)
-          : undefined;
 
       child.once('error', (err) => {
         spawnError = err; // e.g. ENOENT: launcher not built
@@ -272,7 +383,7 @@ class Execution implements ContractExecution {
         if (this.finished || !launcherExit || openStreams > 0) return;
         this.finished = true;
         this.ended = true;
-        clearTimeout(backstop);
+        clearTimeout(this.backstop);
         clearTimeout(graceTimer);
         if (spawnError) {
           const hint = (spawnError as NodeJS.ErrnoException).code === 'ENOENT' ? ' (run `npm run build` to compile native/)' : '';
@@ -283,22 +394,11 @@ class Execution implements ContractExecution {
         if (!report && !tStarted && !this.killRequested && !this.backstopFired) {
           return reject(new Error(`hp-contract-launcher failed before starting the contract (exit ${launcherExit.code ?? launcherExit.signal})`));
         }
-        const result: ContractRunResult = {
-          outputs: new Map(req.users.map((u, i) => [u.pubkeyHex, parsers[i].messages])),
-          exitCode: exit.signal ? null : exit.code,
-          signal: exit.signal ? signalName(exit.signal) : null,
-          timedOut: exit.timedOut,
-          truncatedUsers: req.users.filter((u) => truncated.has(u.pubkeyHex)).map((u) => u.pubkeyHex),
-          nplTruncated: exit.nplTruncated,
-          timings: {
-            spawnMs: (tStarted || tExited) - t0,
-            execMs: tStarted ? tExited - tStarted : 0,
-          },
-        };
-        if (startError) result.error = startError;
-        if (req.stdout === 'capture') result.stdout = Buffer.concat(captured.stdout);
-        if (req.stderr === 'capture') result.stderr = Buffer.concat(captured.stderr);
-        resolve(result);
+        const raw: RawResult = { slotOutputs: parsers.map((p) => p.messages), truncatedSlots: truncated, exit, tStarted, tExited };
+        if (startError) raw.error = startError;
+        if (req.stdout === 'capture') raw.stdout = Buffer.concat(captured.stdout);
+        if (req.stderr === 'capture') raw.stderr = Buffer.concat(captured.stderr);
+        resolve(raw);
       };
     });
   }
@@ -336,10 +436,11 @@ function stdioOf(s: ContractStdio | undefined): 'ignore' | 'inherit' | 'pipe' | 
   return s === undefined ? 'ignore' : s === 'capture' ? 'pipe' : s;
 }
 
-function validate(req: ContractRunRequest): void {
-  const noNul = (s: unknown, what: string) => {
-    if (typeof s !== 'string' || s.includes('\0')) throw new TypeError(`${what} must be a string without NUL`);
-  };
+const noNul = (s: unknown, what: string) => {
+  if (typeof s !== 'string' || s.includes('\0')) throw new TypeError(`${what} must be a string without NUL`);
+};
+
+function validateLaunch(req: ContractLaunch): void {
   noNul(req.binPath, 'binPath');
   if (!req.binPath) throw new TypeError('binPath is empty');
   req.binArgs.forEach((a, i) => noNul(a, `binArgs[${i}]`));
@@ -349,6 +450,9 @@ function validate(req: ContractRunRequest): void {
     noNul(k, 'env name');
     noNul(v, `env ${k}`);
   }
+}
+
+function validateRun(req: ContractRun): void {
   const seen = new Set<string>();
   for (const u of req.users) {
     if (!u.pubkeyHex || seen.has(u.pubkeyHex)) throw new TypeError(`bad or duplicate user ${u.pubkeyHex}`);

@@ -94,7 +94,12 @@ export const enum BridgeChannel {
   Meta = 0,
   Control = 1,
   Npl = 2,
+  /** Node -> launcher only: the next packet of the args JSON (--args-packets); empty = the end. */
+  Args = 3,
 }
+
+/** Largest ARGS packet: small enough for any reader's buffer (Node's readFile reads 64 KiB). */
+export const ARGS_PACKET = 8 * 1024;
 
 export interface BridgeFrame {
   channel: number;

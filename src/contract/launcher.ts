@@ -10,9 +10,10 @@ export function defaultLauncherPath(): string {
   return path.join(root, 'native', 'build', 'hp-contract-launcher');
 }
 
-export function launcherArgv(binPath: string, binArgs: string[], cwd: string, fds: FdLayout, limits: ContractLimits): string[] {
+export function launcherArgv(binPath: string, binArgs: string[], cwd: string, fds: FdLayout, limits: ContractLimits, argsAsPackets: boolean): string[] {
   const lastKept = fds.userOutFds.length > 0 ? fds.userOutFds[fds.userOutFds.length - 1] : fds.userInFd;
   const argv = ['--cwd', cwd, '--control-fd', String(fds.controlFd), '--keep', `${fds.userInFd}-${lastKept}`];
+  if (argsAsPackets) argv.push('--args-packets');
   if (fds.nplFd !== undefined) argv.push('--npl-fd', String(fds.nplFd));
   const opt = (name: string, v: number) => {
     if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`contract limit ${name} must be a non-negative integer, got ${v}`);

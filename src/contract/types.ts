@@ -37,28 +37,43 @@ export interface ContractLimits {
 /** Where the contract's stdout/stderr go: discarded, this process's, collected into the result, or an fd. */
 export type ContractStdio = 'ignore' | 'inherit' | 'capture' | number;
 
-export interface ContractRunRequest {
+/** How to start a contract process: everything but the run's args and users. */
+export interface ContractLaunch {
   binPath: string; // absolute (no PATH search, as in HotPocket), or relative to cwd
   binArgs: string[];
   /** The contract's whole environment: nothing is inherited. */
   env: Record<string, string>;
   /** The state directory. Never touched by this process (it may be a FUSE mount we serve). */
   cwd: string;
-  args: ContractArgs;
-  /** Users in the order they appear in the args JSON (HotPocket: sorted by binary pubkey). */
-  users: ContractUser[];
   limits: ContractLimits;
-  /** Contract -> node NPL message (one packet, <= 128 KiB). */
-  onNplMessage?: (data: Buffer) => void;
-  /** Contract -> node control message, parsed JSON (e.g. {type:"peer_changeset",add,remove}). */
-  onControlMessage?: (msg: unknown) => void;
   stdout?: ContractStdio; // default 'ignore'
   stderr?: ContractStdio; // default 'ignore'
   /** Directory for the (immediately unlinked) inputs file; default /dev/shm, else os.tmpdir(). */
   tmpDir?: string;
   /** Path of hp-contract-launcher; default native/build/hp-contract-launcher in this repo. */
   launcherPath?: string;
+  /**
+   * Stdin is a SOCK_SEQPACKET socket the launcher feeds with the args JSON in packets of at most
+   * 8 KiB, instead of a pipe. Needed to start a Node contract ahead of its run (prepareContract):
+   * Node makes a pipe non-blocking and its readFile(0) would fail while the args are not there
+   * yet. Fine for any reader with buffers of 8 KiB or more, not for byte-at-a-time readers
+   * (a shell's `read`), so only Node contracts use it.
+   */
+  argsAsPackets?: boolean;
 }
+
+/** What one run hands the contract. */
+export interface ContractRun {
+  args: ContractArgs;
+  /** Users in the order they appear in the args JSON (HotPocket: sorted by binary pubkey). */
+  users: ContractUser[];
+  /** Contract -> node NPL message (one packet, <= 128 KiB). */
+  onNplMessage?: (data: Buffer) => void;
+  /** Contract -> node control message, parsed JSON (e.g. {type:"peer_changeset",add,remove}). */
+  onControlMessage?: (msg: unknown) => void;
+}
+
+export type ContractRunRequest = ContractLaunch & ContractRun;
 
 export interface ContractRunResult {
   /** Every user of the request, messages in emission order (complete frames only). */
@@ -75,13 +90,32 @@ export interface ContractRunResult {
   /** Set when the contract process could not be started (chdir/execve/rlimit failed). */
   error?: string;
   timings: {
-    /** From the call until the contract's execve succeeded (inputs file, spawn, fork, exec). */
+    /**
+     * From start() until the contract could run: inputs file, args and, for a process not started
+     * ahead (cold), spawn, fork and execve.
+     */
     spawnMs: number;
-    /** From execve until the contract exited. */
+    /** From then until the contract exited (a cold process's own boot included). */
     execMs: number;
+    /** The process was started ahead of its run and had booted while it waited. */
+    warm: boolean;
   };
   stdout?: Buffer; // with stdout: 'capture'
   stderr?: Buffer; // with stderr: 'capture'
+}
+
+/**
+ * A contract process started ahead of its run (warm start): it boots, loads its code from the state
+ * directory and blocks reading its args on stdin; its exec_timeout clock has not started.
+ */
+export interface PreparedContract {
+  /** User sockets it holds: a run may have at most this many users. */
+  readonly slots: number;
+  readonly readonly: boolean;
+  /** Hands the process its run (once). */
+  start(run: ContractRun): ContractExecution;
+  /** Kills a process that will not run after all; resolves once it is gone. */
+  discard(): Promise<void>;
 }
 
 /** A running execution: NPL/control delivery into the contract while it runs. */

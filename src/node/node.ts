@@ -20,7 +20,8 @@ import type { CandidateInput, ClosedLedger, ConsensusAction, ConsensusEvent, Evi
 import { signIn, verifyIn } from '../crypto/domain';
 import { KeyPair } from '../crypto/keys';
 import { runContract, startContract } from '../contract/executor';
-import type { ContractArgs, ContractExecution, ContractRunResult } from '../contract/types';
+import { isNodeBinary, WarmStart, warmSlots } from './warmStart';
+import type { ContractArgs, ContractExecution, ContractLaunch, ContractRunResult } from '../contract/types';
 import { decodeRecord, encodeRecord } from '../ledger/ledgerCodec';
 import { LedgerStore } from '../ledger/ledgerStore';
 import { fetchedRecordProblem } from '../ledger/sync';
@@ -82,6 +83,8 @@ export interface RoundTimings {
   execMs: number;
   commitMs: number;
   totalMs: number;
+  /** The contract process was started ahead of the ledger (warm start). */
+  warm: boolean;
 }
 
 /** Events for the user server (see src/users/nodeApi.ts). */
@@ -127,6 +130,7 @@ export class HpNode extends EventEmitter {
   /** Decided and certified ledgers whose record waits for the outputs of the ledger before. */
   private readonly closing: Array<{ ledger: ClosedLedger; inputs: LedgerInput[] }> = [];
   private running: { seqNo: number; exec: ContractExecution | null; done: Promise<void> } | null = null;
+  private readonly warm: WarmStart;
   private readonly npl = new Map<number, Array<[string, Buffer]>>();
   private nplCount = 0;
   private readonly queue: ConsensusEvent[] = [];
@@ -172,6 +176,7 @@ export class HpNode extends EventEmitter {
 
   constructor(readonly paths: NodePaths, readonly config: NodeConfig, readonly keys: KeyPair, private readonly log: Logger) {
     super();
+    this.warm = new WarmStart(() => this.rw, log);
     // State served to syncing peers per second (burst: a quarter of that), so serving never starves our own rounds.
     const serve = (config.mesh.serve_mib_per_sec ?? DEFAULT_SERVE_MIB_PER_SEC) * 1024 * 1024;
     this.serveBucket = new TokenBucket(serve, Math.max(serve / 4, MAX_OBJECT_REPLY_BYTES), Date.now());
@@ -346,6 +351,8 @@ export class HpNode extends EventEmitter {
       peers: this.net ? this.net.connectedPeers() : [],
       transfer: this.transfer,
       inputs: { pending: this.pool.size, relayedUnchecked: this.inputBacklog, relayedDropped: this.droppedGossipInputs },
+      // Consensus executions whose contract process was started ahead (warm) or at the close (cold).
+      executions: this.warm.counts,
       sync: sync
         ? { target: sync.target, objectsFetched: sync.objectsFetched, bytesFetched: sync.bytesFetched, objectsLocal: sync.objectsLocal, pending: sync.pending, elapsedMs: Date.now() - sync.startedAt, bytesPerSec: Math.round(sync.bytesFetched / Math.max(0.001, (Date.now() - sync.startedAt) / 1000)) }
         : null,
@@ -431,6 +438,7 @@ export class HpNode extends EventEmitter {
     await this.stateCheck;
     await this.catchingUp;
     await this.running?.done;
+    await this.warm.discard().catch(() => undefined);
     await this.net?.stop();
     await this.ro?.close();
     await this.rw?.close();
@@ -754,6 +762,9 @@ export class HpNode extends EventEmitter {
     this.runExecution(l).then(
       (timings) => {
         const done = this.results.get(l.seqNo)!;
+        // Before the core hears of it: the next execution may be asked for at once, and it must
+        // find this process (WarmStart.take waits for it) rather than a session begun under it.
+        this.prepareNext(l.users.length);
         this.dispatch({ type: 'executionDone', seqNo: l.seqNo, outputRoot: done.result.outputRoot, stateRoot: done.result.stateRoot, configHash: done.configHash });
         this.inputBudget.observe(timings.inputs, timings.totalMs);
         const cap = this.inputBudget.maxInputs;
@@ -783,7 +794,8 @@ export class HpNode extends EventEmitter {
   private async catchUp(r: SyncRequest, stateWrong: boolean): Promise<void> {
     while (this.running) await this.running.done;
     if (this.stopping) return;
-    this.paused = true;
+    this.paused = true; // before any await: no warm start may begin meanwhile
+    if (stateWrong) await this.warm.discard();
     const appended: Buffer[] = [];
     const t0 = Date.now();
     const startSeq = this.ledger.last().seqNo;
@@ -842,7 +854,8 @@ export class HpNode extends EventEmitter {
   private async repairState(why: string): Promise<void> {
     while (this.running) await this.running.done;
     if (this.stopping) return;
-    this.paused = true;
+    this.paused = true; // before any await: no warm start may begin meanwhile
+    await this.warm.discard();
     const last = this.ledger.last();
     let next: PreparedStatefs | null = null;
     try {
@@ -1054,24 +1067,25 @@ export class HpNode extends EventEmitter {
     const t0 = performance.now();
     const byUser = new Map<string, Buffer[]>(l.users.map((u) => [u.toString('hex'), []]));
     for (const i of l.inputs) byUser.get(i.pubkey.toString('hex'))?.push(i.blob);
-    const quota = this.config.contract.state_quota;
+    const { bytes, files } = this.config.contract.state_quota;
+    const quota = { bytes, files };
+    const launch = this.consensusLaunch();
     const before = Buffer.from(this.rw.root, 'hex');
-    await this.rw.begin(l.timestampMs, { bytes: quota.bytes, files: quota.files });
+    const warm = await this.warm.take(launch, quota, byUser.size, l.timestampMs);
+    if (!warm) await this.rw.begin(l.timestampMs, quota);
     let res: ContractRunResult;
     try {
-      run.exec = startContract({
-        ...this.contractBase(),
-        cwd: path.join(this.rw.mountpoint, STATE_SUBDIR),
+      const contractRun = {
         args: this.contractArgs({ readonly: false, timestamp: l.timestampMs, lclSeqNo: l.seqNo, lclHash: l.hash.toString('hex') }),
         users: [...byUser.entries()].map(([pubkeyHex, ins]) => ({ pubkeyHex, inputs: ins })),
-        stderr: this.config.log.level === 'debug' ? 'inherit' : 'ignore',
         // HotPocket delivers a node's NPL message to every UNL member, itself included.
-        onNplMessage: (data) => {
+        onNplMessage: (data: Buffer) => {
           this.net?.broadcast(KIND.npl, encodeNpl({ seqNo: l.seqNo, data }), { relay: true, context: 'npl' });
           run.exec?.deliverNpl(this.keys.publicKey.toString('hex'), data);
         },
-        onControlMessage: (msg) => this.onContractControl(l.seqNo, msg),
-      });
+        onControlMessage: (msg: unknown) => this.onContractControl(l.seqNo, msg),
+      };
+      run.exec = warm ? warm.start(contractRun) : startContract({ ...launch, ...contractRun });
       for (const [author, data] of this.npl.get(l.seqNo) ?? []) run.exec.deliverNpl(author, data);
       this.dropNplUpTo(l.seqNo);
       res = await run.exec.done;
@@ -1080,7 +1094,7 @@ export class HpNode extends EventEmitter {
       await this.rw.rollback();
       this.log.error(`ledger ${l.seqNo}: contract could not run: ${(err as Error).message}; state rolled back, no outputs`);
       this.finish(l.seqNo, new Map(), before, this.currentConfigHash());
-      return { seqNo: l.seqNo, inputs: l.inputs.length, spawnMs: 0, execMs: 0, commitMs: 0, totalMs: performance.now() - t0 };
+      return { seqNo: l.seqNo, inputs: l.inputs.length, spawnMs: 0, execMs: 0, commitMs: 0, totalMs: performance.now() - t0, warm: false };
     }
     const tCommit = performance.now();
     let outputs = res.outputs;
@@ -1108,7 +1122,7 @@ export class HpNode extends EventEmitter {
     for (const u of res.truncatedUsers) this.log.warn(`ledger ${l.seqNo}: outputs to ${u.slice(0, 12)}… truncated at ${this.config.contract.round_limits.user_output_bytes} bytes`);
     this.finish(l.seqNo, outputs, stateRoot, configHash);
     const commitMs = performance.now() - tCommit;
-    return { seqNo: l.seqNo, inputs: l.inputs.length, spawnMs: res.timings.spawnMs, execMs: res.timings.execMs, commitMs, totalMs: performance.now() - t0 };
+    return { seqNo: l.seqNo, inputs: l.inputs.length, spawnMs: res.timings.spawnMs, execMs: res.timings.execMs, commitMs, totalMs: performance.now() - t0, warm: res.timings.warm };
   }
 
   /**
@@ -1395,6 +1409,29 @@ export class HpNode extends EventEmitter {
       unl: Object.fromEntries(this.unlHex.map((k) => [k, { active_on: 0 }])),
       ...run,
     };
+  }
+
+  /**
+   * How consensus executions start. A Node.js contract (unless warm_start is false) always gets its
+   * args over a packet socket, warm or not, so it sees the same stdin either way.
+   */
+  private consensusLaunch(): ContractLaunch {
+    const c = this.config.contract;
+    return {
+      ...this.contractBase(),
+      cwd: path.join(this.rw.mountpoint, STATE_SUBDIR),
+      stderr: this.config.log.level === 'debug' ? 'inherit' : 'ignore',
+      argsAsPackets: c.warm_start !== false && isNodeBinary(c.bin_path),
+    };
+  }
+
+  /** Starts the next execution's contract process now (warm start), when this contract allows it. */
+  private prepareNext(users: number): void {
+    if (this.stopping || this.paused || this.stateDiverged || this.running) return;
+    const launch = this.consensusLaunch();
+    if (!launch.argsAsPackets) return;
+    const { bytes, files } = this.config.contract.state_quota;
+    this.warm.prepare(launch, { bytes, files }, warmSlots(users));
   }
 
   private contractBase() {

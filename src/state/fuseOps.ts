@@ -30,7 +30,52 @@ export function withOpCounts(ops: Record<string, Cb>): Record<string, Cb> {
   }]));
 }
 
-export function makeFuseOps(current: () => Session, uid: number, gid: number): Record<string, Cb> {
+/** Operations that change the tree: the ones a WriteGate holds. */
+const MUTATING = ['create', 'write', 'truncate', 'ftruncate', 'unlink', 'rename', 'mkdir', 'rmdir', 'symlink', 'chmod', 'chown', 'utimens'];
+
+/**
+ * Holds the changes to a session opened before its clock is known: a contract started ahead of its
+ * ledger may read (load its code) but its first change waits until the ledger's time is set, so
+ * every change is stamped with the round's time, as in a contract started after the close.
+ */
+export class WriteGate {
+  private held = false;
+  private queue: Array<(run: boolean) => void> = [];
+
+  hold(): void {
+    this.held = true;
+  }
+
+  get holding(): boolean {
+    return this.held;
+  }
+
+  /** Lets held operations go in arrival order (run), or fails them with EIO (the run is dropped). */
+  release(run: boolean): void {
+    this.held = false;
+    const queue = this.queue;
+    this.queue = [];
+    for (const op of queue) op(run);
+  }
+
+  pass(cb: Cb, op: () => void): void {
+    if (!this.held) return op();
+    this.queue.push((run) => (run ? op() : cb(Fuse.EIO)));
+  }
+}
+
+export function makeFuseOps(current: () => Session, uid: number, gid: number, gate?: WriteGate): Record<string, Cb> {
+  const ops = baseOps(current, uid, gid);
+  if (gate) {
+    for (const name of MUTATING) {
+      const op = ops[name];
+      ops[name] = (...args: unknown[]) => gate.pass(args[args.length - 1] as Cb, () => op(...args));
+    }
+  }
+  return ops;
+}
+
+function baseOps(current: () => Session, uid: number, gid: number): Record<string, Cb> {
   // Runs `fn` and answers the kernel; `fn` returns the success values after the 0 status.
   const run = (cb: Cb, fn: () => unknown[] | void) => {
     let result: unknown[] | void;

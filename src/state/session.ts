@@ -117,6 +117,11 @@ export class Session {
     return this.opts.timeMs;
   }
 
+  /** Sets the clock of a session opened before its time was known (its changes were held until now). */
+  setTime(timeMs: number): void {
+    this.opts.timeMs = timeMs;
+  }
+
   usage(): { bytes: number; files: number; quota: Quota } {
     return { bytes: this.bytes, files: this.files, quota: this.quota };
   }

@@ -3,7 +3,7 @@
 // deadlocks), takes orders from its parent over IPC, and unmounts and exits when the parent dies.
 import Fuse from 'fuse-native';
 import { ObjectStore } from './blockstore';
-import { makeFuseOps, withOpCounts } from './fuseOps';
+import { makeFuseOps, withOpCounts, WriteGate } from './fuseOps';
 import { Session } from './session';
 import type { StatefsChildArgs, StatefsGo, StatefsReply, StatefsRequest } from './statefsProtocol';
 import { parseHashHex } from '../crypto/hash';
@@ -23,7 +23,8 @@ function main(args: StatefsChildArgs): void {
   let store = ObjectStore.open(args.storeDir, { readOnly: args.readOnly, lockWaitMs: 10_000 });
   const viewRoot = () => (args.root && args.readOnly ? parseHashHex(args.root, 'root') : Buffer.from(store.current.root, 'hex'));
   let session = new Session(store, viewRoot(), { writable: false, timeMs: store.current.timeMs });
-  const ops = withOpCounts(makeFuseOps(() => session, process.getuid!(), process.getgid!()));
+  const gate = new WriteGate();
+  const ops = withOpCounts(makeFuseOps(() => session, process.getuid!(), process.getgid!(), gate));
   const newFuse = () => new Fuse(args.mountpoint, ops, { force: true, mkdir: true, autoUnmount: true, allowOther: true, fsname: FSNAME });
   let fuse = newFuse();
   /** Unmounts and mounts again: the only way fuse-native offers to drop the kernel's caches. */
@@ -39,6 +40,7 @@ function main(args: StatefsChildArgs): void {
   const exit = (code: number) => {
     if (exiting) return;
     exiting = true;
+    gate.release(false);
     session.rollback();
     // Let go of the store before the (slow) unmount, so a restarted node can open it at once.
     store.close();
@@ -51,11 +53,19 @@ function main(args: StatefsChildArgs): void {
       switch (req.cmd) {
         case 'begin':
           if (args.readOnly) throw Object.assign(new Error('this mount is read-only'), { code: 'EROFS' });
+          gate.release(false);
           session.rollback();
-          session = new Session(store, Buffer.from(store.current.root, 'hex'), { writable: true, timeMs: req.timeMs, quota: req.quota });
+          session = new Session(store, Buffer.from(store.current.root, 'hex'), { writable: true, timeMs: req.timeMs ?? 0, quota: req.quota });
+          if (req.timeMs === null) gate.hold();
+          return send({ type: 'reply', id: req.id, ok: true });
+        case 'arm':
+          if (!gate.holding) throw Object.assign(new Error('no session waits for its clock'), { code: 'EINVAL' });
+          session.setTime(req.timeMs);
+          gate.release(true);
           return send({ type: 'reply', id: req.id, ok: true });
         case 'commit': {
           if (!session.writable || !session.isOpen) throw Object.assign(new Error('no open read-write session to commit'), { code: 'EINVAL' });
+          if (gate.holding) throw Object.assign(new Error('the session waits for its clock (arm it first)'), { code: 'EINVAL' });
           const snapshot = session.commit();
           const root = Buffer.from(snapshot.root, 'hex');
           session = new Session(store, root, { writable: false, timeMs: snapshot.timeMs });
@@ -67,6 +77,7 @@ function main(args: StatefsChildArgs): void {
         }
         case 'rollback': {
           const hadChanges = session.writable && session.isOpen;
+          gate.release(false);
           session.rollback();
           session = new Session(store, viewRoot(), { writable: false, timeMs: store.current.timeMs });
           const reply = () => send({ type: 'reply', id: req.id, ok: true, snapshot: store.current });

@@ -66,9 +66,17 @@ export class StatefsMount {
     });
   }
 
-  /** Opens a read-write session over the current root, stamped with `timeMs`. */
-  async begin(timeMs: number, quota?: Partial<Quota>): Promise<void> {
+  /**
+   * Opens a read-write session over the current root, stamped with `timeMs`. With null the clock is
+   * not known yet: reads go on, changes wait until arm() sets it.
+   */
+  async begin(timeMs: number | null, quota?: Partial<Quota>): Promise<void> {
     await this.request({ cmd: 'begin', timeMs, quota });
+  }
+
+  /** Sets the clock of a session begun with null and lets its held changes go. */
+  async arm(timeMs: number): Promise<void> {
+    await this.request({ cmd: 'arm', timeMs });
   }
 
   /** Commits the session; `hashPaths` asks for the object hashes of some entries of the new root. */

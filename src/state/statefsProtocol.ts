@@ -12,7 +12,9 @@ export interface StatefsChildArgs {
 }
 
 export type StatefsRequest =
-  | { id: number; cmd: 'begin'; timeMs: number; quota?: Partial<Quota> }
+  /** timeMs null: the clock is not known yet; changes wait for 'arm' (reads go on). */
+  | { id: number; cmd: 'begin'; timeMs: number | null; quota?: Partial<Quota> }
+  | { id: number; cmd: 'arm'; timeMs: number }
   | { id: number; cmd: 'commit'; hashPaths?: string[] }
   | { id: number; cmd: 'refresh' }
   | { id: number; cmd: 'rollback' }
