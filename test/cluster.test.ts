@@ -125,7 +125,7 @@ test('a contract that is non-deterministic on one node: that node is detected as
 });
 
 test('NPL: contracts on 3 nodes agree on a value over the node party line', async (t) => {
-  const c = await startTestCluster(t, { nodes: 3, contractDir: path.join(REPO_ROOT, 'examples', 'npl-agree'), contractEnv: ENV, roundtimeMs: 500 });
+  const c = await startTestCluster(t, { nodes: 3, contractDir: path.join(REPO_ROOT, 'examples', 'npl-agree'), contractEnv: ENV, roundtimeMs: 500, logLevel: process.env.HP_NPL_DEBUG ? 'debug' : undefined });
   await c.waitFor(async () => (await minLcl(c, [0, 1, 2])) >= 2, 60_000, 'the cluster closes ledgers');
   const keys = await HotPocket.generateKeys();
   const client = await HotPocket.createClient([c.userUrls[1]], keys, { protocol: HotPocket.protocols.json, trustedServerKeys: c.publicKeys });

@@ -2,7 +2,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { InputPool, PendingInput } from '../src/node/inputPool';
+import { admissionCapacity, InputPool, MIN_ADMISSION, PendingInput } from '../src/node/inputPool';
 
 function input(user: string, nonce: bigint, maxLedgerSeqNo: number, bytes = 10): PendingInput {
   const hash = crypto.randomBytes(32);
@@ -60,6 +60,25 @@ test('per-user bytes per round and the pool size are bounded', () => {
   // Taking the inputs for a ledger frees the user's round budget.
   assert.equal(pool.take(pool.all().map((i) => i.hashHex)).length, 3);
   assert.deepEqual(pool.admit(input(A, 4n, 10, 60), 2), { ok: true });
+});
+
+test('admission capacity: user inputs beyond it are refused before any check; relayed ones still come in', () => {
+  const pool = new InputPool({ maxInputLedgerOffset: 10, userInputBytesPerRound: 0, maxPendingInputs: 100 }, () => false, 2);
+  assert.deepEqual(pool.admit(input(A, 1n, 10), 1), { ok: true });
+  assert.deepEqual(pool.admit(input(B, 1n, 10), 1), { ok: true });
+  const late = input(A, 2n, 10);
+  assert.equal(pool.refusal(late, 1), 'round_inputs_overflow', 'the precheck (before the signature) already refuses it');
+  assert.deepEqual(pool.admitRelayed(input('eda0', 1n, 10), 1), { ok: true }, 'the UNL must keep seeing the same candidates');
+  pool.capacity = 10;
+  assert.deepEqual(pool.admit(late, 1), { ok: true });
+});
+
+test('admission capacity grows twofold per execution only while ledgers take inputs and it is half used; the budget caps it', () => {
+  assert.equal(admissionCapacity(4096, MIN_ADMISSION, MIN_ADMISSION, 100), 2 * MIN_ADMISSION, 'in use: doubles');
+  assert.equal(admissionCapacity(4096, 4096, 100, 100), 4096, 'mostly idle: stays');
+  assert.equal(admissionCapacity(4096, 4096, 4096, 0), 4096, 'ledgers take nothing (a stall): stays');
+  assert.equal(admissionCapacity(100, 8192, 8192, 100), Math.max(MIN_ADMISSION, 400), 'four ledgers at the budget at most');
+  assert.equal(admissionCapacity(16, 8192, 0, 0), MIN_ADMISSION, 'never below the minimum');
 });
 
 test('expired inputs are handed back once; the rest stay until taken', () => {

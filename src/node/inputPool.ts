@@ -36,7 +36,18 @@ export class InputPool {
   private readonly lastNonce = new Map<string, bigint>();
   private readonly pendingBytes = new Map<string, number>();
 
-  constructor(private readonly limits: InputPoolLimits, private readonly inLedger: (hashHex: string) => boolean) {}
+  /**
+   * Pending inputs beyond which new user inputs are refused (round_inputs_overflow) before their
+   * signature is checked: what the next few ledgers can take (set from the input budget). Under an
+   * offered load the cluster cannot absorb, checking, relaying and holding the excess would only
+   * starve the rounds; refused early, it costs a parse and a status. Relayed inputs are still
+   * admitted (up to maxPendingInputs): the UNL must keep seeing the same candidates.
+   */
+  capacity: number;
+
+  constructor(private readonly limits: InputPoolLimits, private readonly inLedger: (hashHex: string) => boolean, initialCapacity = Infinity) {
+    this.capacity = initialCapacity;
+  }
 
   get size(): number {
     return this.pending.size;
@@ -58,7 +69,7 @@ export class InputPool {
     if (prev !== undefined && input.nonce <= prev) return 'nonce_expired';
     const bytes = (this.pendingBytes.get(input.userHex) ?? 0) + input.blob.length;
     if (this.limits.userInputBytesPerRound > 0 && bytes > this.limits.userInputBytesPerRound) return 'round_inputs_overflow';
-    if (this.pending.size >= this.limits.maxPendingInputs) return 'round_inputs_overflow';
+    if (this.pending.size >= Math.min(this.capacity, this.limits.maxPendingInputs)) return 'round_inputs_overflow';
     return null;
   }
 
@@ -123,4 +134,19 @@ export class InputPool {
     if (left > 0) this.pendingBytes.set(input.userHex, left);
     else this.pendingBytes.delete(input.userHex);
   }
+}
+
+/**
+ * Pending inputs this node lets its users add to: ADMIT_LEDGERS ledgers' worth at the current
+ * input budget (at least MIN_ADMISSION), so an offered load beyond what ledgers take is refused at
+ * the door instead of being verified, relayed and verified again by every peer. It starts at
+ * MIN_ADMISSION and doubles per execution only while ledgers take inputs and at least half of it is
+ * in use (a slow start: the budget knows nothing of loaded executions before the first one, and a
+ * sudden flood admitted whole would stall the rounds it is meant to feed).
+ */
+const ADMIT_LEDGERS = 4;
+export const MIN_ADMISSION = 1024;
+export function admissionCapacity(maxInputsPerLedger: number, previous: number, pending: number, executedInputs: number): number {
+  const grown = executedInputs > 0 && 2 * pending >= previous ? 2 * previous : previous;
+  return Math.max(MIN_ADMISSION, Math.min(ADMIT_LEDGERS * maxInputsPerLedger, grown));
 }

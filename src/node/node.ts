@@ -38,7 +38,7 @@ import { PreparedStatefs, StatefsMount } from '../state/statefsClient';
 import { checkSignedInput, inputHashOf } from '../users/inputs';
 import type { CollapsedHashTree } from '../users/nodeApi';
 import { InputBudget } from './inputBudget';
-import { InputPool, PendingInput, RejectReason } from './inputPool';
+import { admissionCapacity, InputPool, MIN_ADMISSION, PendingInput, RejectReason } from './inputPool';
 import { Logger } from './log';
 import { NodePaths, PATCH_FILE, STATE_SUBDIR } from './nodeDir';
 import { ExecFile, LockFile } from './nodeFiles';
@@ -239,6 +239,7 @@ export class HpNode extends EventEmitter {
         maxPendingInputs: 100_000,
       },
       (hex) => this.ledger.findInput(Buffer.from(hex, 'hex')) !== null,
+      MIN_ADMISSION,
     );
     this.replayNonces();
     const last = this.ledger.last();
@@ -768,6 +769,7 @@ export class HpNode extends EventEmitter {
         this.dispatch({ type: 'executionDone', seqNo: l.seqNo, outputRoot: done.result.outputRoot, stateRoot: done.result.stateRoot, configHash: done.configHash });
         this.inputBudget.observe(timings.inputs, timings.totalMs);
         const cap = this.inputBudget.maxInputs;
+        this.pool.capacity = admissionCapacity(cap, this.pool.capacity, this.pool.size, timings.inputs);
         if (cap !== this.proposedInputCap) {
           if (cap < Math.min(this.proposedInputCap, this.core.limits.maxInputsPerLedger)) {
             this.log.info(`proposing at most ${cap} inputs per ledger: the last execution took ${Math.round(timings.totalMs)} ms for ${timings.inputs} inputs at ${this.config.contract.consensus.roundtime} ms rounds`);
@@ -1365,13 +1367,16 @@ export class HpNode extends EventEmitter {
   private onNplMessage(m: PeerMessage): void {
     if (m.context !== 'npl') throw new Error('NPL messages must be signed in context "npl"');
     const msg = decodeNpl(m.body, this.config.contract.round_limits.npl_output_bytes || 1024 * 1024);
-    if (this.running?.seqNo === msg.seqNo && this.running.exec) {
-      this.running.exec.deliverNpl(m.author, msg.data);
+    const running = this.running;
+    if (running?.seqNo === msg.seqNo && running.exec) {
+      running.exec.deliverNpl(m.author, msg.data);
       return;
     }
     const lcl = this.ledger.last().seqNo;
-    // Early for an execution this node has yet to start: keep it (bounded); later ones are stale.
-    if (msg.seqNo <= (this.running?.seqNo ?? lcl - 1) || msg.seqNo > lcl + 2 || this.nplCount >= MAX_NPL_BUFFERED) return;
+    // Early for an execution this node has yet to start, or whose process is not handed its run
+    // yet (execute() delivers these first): keep it (bounded). Older ones are stale. Dropping one
+    // would make this node's execution differ from the others'.
+    if (msg.seqNo < (running ? running.seqNo : lcl) || msg.seqNo > lcl + 2 || this.nplCount >= MAX_NPL_BUFFERED) return;
     const list = this.npl.get(msg.seqNo) ?? [];
     list.push([m.author, msg.data]);
     this.npl.set(msg.seqNo, list);
@@ -1427,11 +1432,12 @@ export class HpNode extends EventEmitter {
 
   /** Starts the next execution's contract process now (warm start), when this contract allows it. */
   private prepareNext(users: number): void {
+    const recentMax = this.warm.noteUsers(users);
     if (this.stopping || this.paused || this.stateDiverged || this.running) return;
     const launch = this.consensusLaunch();
     if (!launch.argsAsPackets) return;
     const { bytes, files } = this.config.contract.state_quota;
-    this.warm.prepare(launch, { bytes, files }, warmSlots(users));
+    this.warm.prepare(launch, { bytes, files }, warmSlots(recentMax));
   }
 
   private contractBase() {

@@ -16,7 +16,7 @@ import type { StatefsMount } from '../state/statefsClient';
 import type { Logger } from './log';
 
 /** User sockets a warm process holds at least: a ledger with more users starts cold. */
-export const MIN_WARM_SLOTS = 8;
+export const MIN_WARM_SLOTS = 32;
 /** And at most: each is a socketpair and a Node stream. */
 export const MAX_WARM_SLOTS = 256;
 
@@ -25,9 +25,9 @@ export function isNodeBinary(binPath: string, self = process.execPath): boolean 
   return binPath === self || /^node(js)?[0-9.]*$/.test(binPath.slice(binPath.lastIndexOf('/') + 1));
 }
 
-/** Slots for the run after a ledger with `users` users: room for twice that. */
-export function warmSlots(users: number): number {
-  return Math.min(MAX_WARM_SLOTS, Math.max(MIN_WARM_SLOTS, 2 * users));
+/** Slots for the next run, given the most users a recent ledger had: room for twice that. */
+export function warmSlots(recentMaxUsers: number): number {
+  return Math.min(MAX_WARM_SLOTS, Math.max(MIN_WARM_SLOTS, 2 * recentMaxUsers));
 }
 
 interface Prepared {
@@ -50,6 +50,15 @@ export class WarmStart {
     private readonly mount: () => StatefsMount,
     private readonly log: Logger,
   ) {}
+
+  private recentUsers: number[] = [];
+
+  /** Notes a ledger's user count; the most among the last 32 sizes the next process. */
+  noteUsers(users: number): number {
+    this.recentUsers.push(users);
+    if (this.recentUsers.length > 32) this.recentUsers.shift();
+    return Math.max(...this.recentUsers);
+  }
 
   /** Begins the next session without a clock and starts the contract in it (no-op if one waits). */
   prepare(launch: ContractLaunch, quota: Quota, slots: number): void {
