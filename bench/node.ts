@@ -455,8 +455,8 @@ async function main(): Promise<void> {
     '—', '—', '(info)', '',
   ]);
   const splitRows: Array<[string, SplitKey, string, number | undefined]> = [
-    ['spawn (inputs file, launcher → contract exec)', 'spawnMs', `/bin/true spawn+exit ${fmtMs(p50(spawnBase.trueMs))}`, p50(spawnBase.trueMs)],
-    ['execute (contract process lifetime)', 'execMs', `node -e '' spawn+exit ${fmtMs(p50(spawnBase.nodeMs))}`, p50(spawnBase.nodeMs)],
+    ['spawn (inputs file + args; cold: launcher → contract exec)', 'spawnMs', `/bin/true spawn+exit ${fmtMs(p50(spawnBase.trueMs))}`, p50(spawnBase.trueMs)],
+    ['execute (args → exit; cold: includes Node\'s boot)', 'execMs', `node -e '' spawn+exit ${fmtMs(p50(spawnBase.nodeMs))}`, p50(spawnBase.nodeMs)],
     ['commit (state + round result)', 'commitMs', '—', undefined],
     ['other (status/output fan-out, state begin)', 'other', '—', undefined],
     ['round total', 'totalMs', `roundtime ${rt} ms`, rt],
@@ -468,7 +468,7 @@ async function main(): Promise<void> {
       const s = roundSplit(rounds, key);
       const isOverhead = key === 'overhead';
       body.push([
-        `per round, ${phase} (${rounds.length} rounds, ${avgInputs.toFixed(phase === 'under load' ? 0 : 1)} inputs avg): ${what}`,
+        `per round, ${phase} (${rounds.length} rounds, ${rounds.filter((r) => r.warm).length} warm, ${avgInputs.toFixed(phase === 'under load' ? 0 : 1)} inputs avg): ${what}`,
         `${fmtMs(s.med)} / p95 ${fmtMs(s.p95)}`,
         baseText,
         base === undefined ? '—' : `${(s.med / base).toPrecision(3)}x`,
@@ -489,8 +489,9 @@ async function main(): Promise<void> {
     `Throughput = contract_input_status "accepted" per second over ${load.seconds.toFixed(1)} s after ${CFG.loadWarmupS} s warm-up, from ${CFG.loadClients} raw ` +
       `ws clients (same handshake, JSON protocol, sodium-native signatures; a status arrives when the ledger holding the input closes). ` +
       `"generator ceiling" = the same clients, window and signing against a bare wss echo server: what this process can push at all.`,
-    `Per-round cells: median / p95 of HpNode's 'round' event. spawn = inputs file + launcher start → contract exec; execute = contract exec → exit ` +
-      `(includes node's own start-up, compare node -e ''); other = total − the four parts (input statuses, outputs and ledger_created to users, ` +
+    `Per-round cells: median / p95 of HpNode's 'round' event. Warm start (the default for Node.js contracts): the process booted while the round ` +
+      `was open, so spawn = inputs file + args handed over and execute = args → exit; cold: spawn = inputs file + launcher start → contract exec, execute = ` +
+      `exec → exit (includes Node's own start-up, compare node -e ''); other = total − the four parts (input statuses, outputs and ledger_created to users, ` +
       `state session begin); overhead = total − execute, the node's own cost per round. Under load each round holds at most clients × window inputs.`,
   ];
   const after = { spawn: roundSplit(afterRounds, 'spawnMs'), overhead: roundSplit(afterRounds, 'overhead') };

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { test } from 'node:test';
-import { InputBook } from '../src/consensus/inputBook';
+import { InputBook, smallestSorted } from '../src/consensus/inputBook';
 import { DEFAULT_LIMITS } from '../src/consensus/types';
 import { InputBudget } from '../src/node/inputBudget';
 
@@ -44,4 +44,15 @@ test('input book: stage-0 proposals carry at most the cap, lowest keys first; st
   assert.equal(book.own(1).inputs.length, 100, 'no cap: everything held');
   const kept = book.keep([{ inputs: inputs.map((i) => i.hash), users: [user] }], 1, 1);
   assert.equal(kept.inputs.length, 100, 'what others proposed is still kept (the cap is only what we propose)');
+});
+
+test('smallestSorted: the k smallest in order, for any k, with duplicates, against a full sort', () => {
+  const cmp = (a: number, b: number) => a - b;
+  for (let round = 0; round < 200; round++) {
+    const n = crypto.randomInt(0, 300);
+    const items = Array.from({ length: n }, () => crypto.randomInt(0, round % 2 ? 20 : 1_000_000));
+    const k = crypto.randomInt(0, n + 5);
+    const expected = [...items].sort(cmp).slice(0, k);
+    assert.deepEqual(smallestSorted([...items], k, cmp), expected, `n=${n} k=${k}`);
+  }
 });

@@ -28,6 +28,39 @@ export interface Held extends CandidateInput {
 
 const byKey = (a: Held, b: Held): number => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
 
+/**
+ * The k smallest items in ascending order (reorders `items`): a quickselect, then a sort of those
+ * k only. A stage-0 proposal under load takes a few hundred inputs from a pool of thousands, and
+ * sorting the whole pool every round was a tenth of a loaded node's CPU.
+ */
+export function smallestSorted<T>(items: T[], k: number, cmp: (a: T, b: T) => number): T[] {
+  if (k >= items.length) return items.sort(cmp);
+  if (k <= 0) return [];
+  const t = k - 1;
+  let lo = 0;
+  let hi = items.length - 1;
+  while (lo < hi) {
+    const pivot = items[(lo + hi) >> 1];
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (cmp(items[i], pivot) < 0) i++;
+      while (cmp(items[j], pivot) > 0) j--;
+      if (i <= j) {
+        const x = items[i];
+        items[i] = items[j];
+        items[j] = x;
+        i++;
+        j--;
+      }
+    }
+    if (t <= j) hi = j;
+    else if (t >= i) lo = i;
+    else break; // t sits among items equal to the pivot
+  }
+  return items.slice(0, k).sort(cmp);
+}
+
 /** What a proposal contributes to item counting. */
 export interface ItemProposal {
   inputs: Buffer[];
@@ -69,8 +102,9 @@ export class InputBook {
 
   /** Stage 0: what we hold that ledger seqNo may include (the first `cap` in key order), plus the connected users. */
   own(seqNo: number, cap = this.limits.maxInputsPerLedger): { inputs: Buffer[]; users: Buffer[] } {
-    const pool = [...this.held.values()].filter((c) => c.maxLedgerSeqNo >= seqNo).sort(byKey);
-    return this.assemble(pool, this.connected, cap);
+    const pool = [...this.held.values()].filter((c) => c.maxLedgerSeqNo >= seqNo);
+    // Twice the cap: room for inputs assemble() skips when their author would pass the user bound.
+    return this.assemble(smallestSorted(pool, 2 * Math.min(cap, this.limits.maxInputsPerLedger), byKey), this.connected, cap);
   }
 
   /** Stages 1–2: items at least `need` proposals carry, restricted to inputs whose bodies we hold. */
