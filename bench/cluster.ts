@@ -28,10 +28,10 @@ import { ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { readConfig, writeConfig } from '../src/config/nodeConfig';
+import { readConfig } from '../src/config/nodeConfig';
 import { ensureCluster, onLines } from '../src/node/cluster';
 import { cleanStaleMounts } from '../src/state/mounts';
-import { argValue, CONTRACT_ENV, ECHO_CONTRACT, fmtMs, fmtRate, fmtRejects, makeLog, markdown, numOpt, p50, quantile, removeBenchDir, REPO_ROOT, runBench, sleep } from './common';
+import { argValue, CONTRACT_ENV, ECHO_CONTRACT, fmtMs, fmtRate, fmtRejects, makeLog, markdown, numOpt, p50, quantile, removeBenchDir, REPO_ROOT, runBench, sleep, useLoopbackPorts } from './common';
 import { childPids, freePorts, procCpuSeconds, procStatusMiB, treeCpuSeconds, waitExit } from './processes';
 import { LedgerWindow, LoadStats, newLoadStats, openSockets, RawUser, wholeLedgers } from './rawUser';
 
@@ -126,18 +126,10 @@ class BenchCluster {
     const ports = await freePorts(2 * n);
     const userPorts = ports.slice(0, n);
     const peerPorts = ports.slice(n);
-    dirs.forEach((d, i) => {
-      const file = path.join(d, 'config.json');
-      const cfg = readConfig(file);
-      cfg.user.listen_host = '127.0.0.1';
-      cfg.user.port = userPorts[i];
-      cfg.mesh.listen_host = '127.0.0.1';
-      cfg.mesh.port = peerPorts[i];
-      cfg.mesh.known_peers = peerPorts.filter((_, j) => j !== i).map((p) => `127.0.0.1:${p}`);
+    useLoopbackPorts(dirs, userPorts, peerPorts, (cfg) => {
       cfg.contract.consensus.roundtime = roundtimeMs;
       cfg.contract.consensus.threshold = CFG.thresholdPercent;
       cfg.log.level = process.env.HP_BENCH_LOG_LEVEL === 'debug' ? 'debug' : 'info'; // the per-ledger lines are info
-      writeConfig(file, cfg);
     });
     return new BenchCluster(label, dir, roundtimeMs, dirs);
   }

@@ -2,6 +2,7 @@
 // the echo contract they run, command-line options, progress logging, quantiles and the markdown table.
 import fs from 'node:fs';
 import path from 'node:path';
+import { NodeConfig, readConfig, writeConfig } from '../src/config/nodeConfig';
 import { cleanStaleMounts, fuseMountsUnder } from '../src/state/mounts';
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..');
@@ -86,4 +87,22 @@ export function removeBenchDir(dir: string, log: (msg: string) => void): void {
   fs.rmSync(dir, { recursive: true, force: true });
   const left = fuseMountsUnder(dir).length;
   log(`removed ${dir}${left ? ` (${left} mounts still there!)` : ''}`);
+}
+
+/**
+ * Points node i of a cluster at 127.0.0.1 and the given free ports (users, peers), every node
+ * dialling the others; `edit` changes anything else in each config before it is written.
+ */
+export function useLoopbackPorts(dirs: string[], userPorts: number[], peerPorts: number[], edit: (cfg: NodeConfig, i: number) => void = () => undefined): void {
+  dirs.forEach((d, i) => {
+    const file = path.join(d, 'config.json');
+    const cfg = readConfig(file);
+    cfg.user.listen_host = '127.0.0.1';
+    cfg.user.port = userPorts[i];
+    cfg.mesh.listen_host = '127.0.0.1';
+    cfg.mesh.port = peerPorts[i];
+    cfg.mesh.known_peers = peerPorts.filter((_, j) => j !== i).map((p) => `127.0.0.1:${p}`);
+    edit(cfg, i);
+    writeConfig(file, cfg);
+  });
 }

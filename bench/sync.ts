@@ -35,7 +35,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { WebSocket } from 'ws';
-import { readConfig, writeConfig } from '../src/config/nodeConfig';
+import { readConfig } from '../src/config/nodeConfig';
 import { hash } from '../src/crypto/hash';
 import { generateKeyPair, sign } from '../src/crypto/keys';
 import { ensureCluster, onLines } from '../src/node/cluster';
@@ -45,7 +45,7 @@ import { ObjectStore } from '../src/state/blockstore';
 import { importDirectory } from '../src/state/importExport';
 import { FANOUT, fileDepth } from '../src/state/objects';
 import { cleanStaleMounts } from '../src/state/mounts';
-import { argValue, CONTRACT_ENV, makeLog, markdown, numOpt, removeBenchDir, REPO_ROOT, runBench, sleep } from './common';
+import { argValue, CONTRACT_ENV, makeLog, markdown, numOpt, removeBenchDir, REPO_ROOT, runBench, sleep, useLoopbackPorts } from './common';
 import { childPids, freePorts, procStatusMiB, waitExit } from './processes';
 
 const QUICK = process.argv.includes('--quick');
@@ -479,18 +479,10 @@ async function createCluster(contractDir: string): Promise<void> {
   });
   const userPorts = ports.slice(0, 3);
   const peerPorts = ports.slice(3);
-  r.dirs.forEach((d, i) => {
-    const file = path.join(d, 'config.json');
-    const cfg = readConfig(file);
-    cfg.user.listen_host = '127.0.0.1';
-    cfg.user.port = userPorts[i];
-    cfg.mesh.listen_host = '127.0.0.1';
-    cfg.mesh.port = peerPorts[i];
-    cfg.mesh.known_peers = peerPorts.filter((_, j) => j !== i).map((p) => `127.0.0.1:${p}`);
+  useLoopbackPorts(r.dirs, userPorts, peerPorts, (cfg) => {
     cfg.log.level = 'info'; // ledger, vote status and sync lines are info
-    writeConfig(file, cfg);
-    nodes.push(new BenchNode(path.basename(d), d, userPorts[i], peerPorts[i]));
   });
+  r.dirs.forEach((d, i) => nodes.push(new BenchNode(path.basename(d), d, userPorts[i], peerPorts[i])));
 }
 
 /** Node3 as a brand-new node: no ledger, a store holding only a small genesis (as createNode makes it). */

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createNode } from '../src/node/nodeDir';
 import { startNode, RunningNode } from '../src/node/runNode';
-import { deferCleanup, REPO_ROOT, tempDir } from './helpers/fixtures';
+import { deferCleanup, exportStore, REPO_ROOT, tempDir } from './helpers/fixtures';
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const HotPocket = require('hotpocket-js-client');
@@ -133,15 +133,7 @@ new HotPocket.Contract().init(async (ctx) => {
   assert.ok(counts().warm >= 8, `warm-started executions: ${JSON.stringify(counts())}`);
   await running.stop();
 
-  const view = path.join(dir, 'export');
-  const { ObjectStore } = await import('../src/state/blockstore');
-  const { exportSnapshot } = await import('../src/state/importExport');
-  const store = ObjectStore.open(running.node.paths.store, { readOnly: true });
-  try {
-    exportSnapshot(store, view);
-  } finally {
-    store.close();
-  }
+  const view = exportStore(running.node.paths.store, path.join(dir, 'export'));
   const runs = fs.readFileSync(path.join(view, 'state', 'runs.log'), 'utf8').trim().split('\n');
   const loads = fs.readFileSync(path.join(view, 'state', 'loads.log'), 'utf8').trim().split('\n');
   // One load per committed execution: the process left waiting at the stop wrote nothing.

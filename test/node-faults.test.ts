@@ -11,7 +11,7 @@ import { LedgerStore } from '../src/ledger/ledgerStore';
 import { createNode } from '../src/node/nodeDir';
 import { startNode } from '../src/node/runNode';
 import { fuseMountsUnder } from '../src/state/mounts';
-import { deferCleanup, HP_NODE_BIN, REPO_ROOT, tempDir } from './helpers/fixtures';
+import { deferCleanup, exportStore, HP_NODE_BIN, REPO_ROOT, tempDir } from './helpers/fixtures';
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const HotPocket = require('hotpocket-js-client');
@@ -95,15 +95,7 @@ test('crash, hang, flood and a full state are contained; the node keeps closing 
   assert.ok(running.node.lcl().seqNo > seqBefore + 5);
 
   // The crashed and hung runs left nothing in the committed state.
-  const view = path.join(running.node.paths.dir, 'export');
-  const { ObjectStore } = await import('../src/state/blockstore');
-  const { exportSnapshot } = await import('../src/state/importExport');
-  const store = ObjectStore.open(running.node.paths.store, { readOnly: true });
-  try {
-    exportSnapshot(store, view);
-  } finally {
-    store.close();
-  }
+  const view = exportStore(running.node.paths.store, path.join(running.node.paths.dir, 'export'));
   const files = fs.readdirSync(path.join(view, 'state'));
   assert.equal(files.includes('crashed-state'), false);
   assert.equal(files.includes('hung-state'), false);

@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
 import { ObjectStore } from '../../src/state/blockstore';
+import { exportSnapshot } from '../../src/state/importExport';
 import { StatefsMount } from '../../src/state/statefsClient';
 import { cleanStaleMounts } from '../../src/state/mounts';
 
@@ -64,6 +65,17 @@ export function newStore(t: TestContext, opts: { from?: string; timeMs?: number;
 }
 
 /** Starts a statefs child on a temp mountpoint; closed (unmounted, child exited) after the test. */
+/** Writes a store's committed state (its current root) into `dest` as plain files. */
+export function exportStore(storeDir: string, dest: string): string {
+  const store = ObjectStore.open(storeDir, { readOnly: true });
+  try {
+    exportSnapshot(store, dest);
+  } finally {
+    store.close();
+  }
+  return dest;
+}
+
 export async function mountStore(t: TestContext, storeDir: string, opts: { readOnly?: boolean; root?: string } = {}): Promise<StatefsMount> {
   const mountpoint = path.join(tempDir(t, 'hp-mnt-'), 'mnt');
   const mount = await StatefsMount.start({ storeDir, mountpoint, readOnly: !!opts.readOnly, root: opts.root });
