@@ -906,8 +906,13 @@ export class HpNode extends EventEmitter {
       this.remounting = false;
       this.remember({ result: finishExecutionFromUsers(last.seqNo - 1, [], last.stateHash, this.keys), configHash });
       this.stateDiverged = false;
-      if (last.seqNo > 0) await this.runExecution({ seqNo: last.seqNo, hash: last.hash, timestampMs: last.timestampMs, users: last.users, inputs: last.inputs });
-      else this.remember({ result: finishExecutionFromUsers(0, [], last.stateHash, this.keys), configHash });
+      if (last.seqNo > 0) {
+        await this.runExecution({ seqNo: last.seqNo, hash: last.hash, timestampMs: last.timestampMs, users: last.users, inputs: last.inputs });
+        // The cluster moved on during the sync: the ledgers replayed next find this process booted.
+        this.prepareNext(last.users.length, true);
+      } else {
+        this.remember({ result: finishExecutionFromUsers(0, [], last.stateHash, this.keys), configHash });
+      }
     } finally {
       if (this.remounting && !this.stopping) {
         this.remounting = false;
@@ -1035,6 +1040,7 @@ export class HpNode extends EventEmitter {
       for (const i of rec.inputs) appended.push(orderedHash(i.nonce, i.hash));
       applied++;
       await this.runExecution({ seqNo: rec.seqNo, hash: rec.hash, timestampMs: rec.timestampMs, users: rec.users, inputs: rec.inputs });
+      this.prepareNext(rec.users.length, true); // boots while the next record is checked or fetched
     }
     return applied > 0 ? 'some' : 'none';
   }
@@ -1431,9 +1437,9 @@ export class HpNode extends EventEmitter {
   }
 
   /** Starts the next execution's contract process now (warm start), when this contract allows it. */
-  private prepareNext(users: number): void {
+  private prepareNext(users: number, duringCatchUp = false): void {
     const recentMax = this.warm.noteUsers(users);
-    if (this.stopping || this.paused || this.stateDiverged || this.running) return;
+    if (this.stopping || (this.paused && !duringCatchUp) || this.stateDiverged || this.running) return;
     const launch = this.consensusLaunch();
     if (!launch.argsAsPackets) return;
     const { bytes, files } = this.config.contract.state_quota;
