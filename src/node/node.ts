@@ -1443,7 +1443,7 @@ export class HpNode extends EventEmitter {
     const launch = this.consensusLaunch();
     if (!launch.argsAsPackets) return;
     const { bytes, files } = this.config.contract.state_quota;
-    this.warm.prepare(launch, { bytes, files }, warmSlots(recentMax));
+    this.warm.prepare(launch, { bytes, files }, warmSlots(recentMax, launch.limits.procOfdCount));
   }
 
   private contractBase() {

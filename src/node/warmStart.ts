@@ -25,9 +25,17 @@ export function isNodeBinary(binPath: string, self = process.execPath): boolean 
   return binPath === self || /^node(js)?[0-9.]*$/.test(binPath.slice(binPath.lastIndexOf('/') + 1));
 }
 
-/** Slots for the next run, given the most users a recent ledger had: room for twice that. */
-export function warmSlots(recentMaxUsers: number): number {
-  return Math.min(MAX_WARM_SLOTS, Math.max(MIN_WARM_SLOTS, 2 * recentMaxUsers));
+/** Fds a contract keeps free for its own files when proc_ofd_count caps them. */
+const OWN_FDS = 32;
+
+/**
+ * Slots for the next run, given the most users a recent ledger had: room for twice that, but
+ * never so many that spare sockets eat into the contract's RLIMIT_NOFILE (0 = none): fds 0-6 and
+ * the sockets sit below the limit, and the contract must still be able to open its own files.
+ */
+export function warmSlots(recentMaxUsers: number, procOfdCount = 0): number {
+  const wanted = Math.min(MAX_WARM_SLOTS, Math.max(MIN_WARM_SLOTS, 2 * recentMaxUsers));
+  return procOfdCount > 0 ? Math.max(0, Math.min(wanted, procOfdCount - 7 - OWN_FDS)) : wanted;
 }
 
 interface Prepared {
