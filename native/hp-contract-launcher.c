@@ -30,8 +30,8 @@
  *                     {"event":"exit","code":C,"signal":S,"timedOut":b,"nplTruncated":b}, always last)
  *                     1 CONTROL packet from the contract, 2 NPL packet from the contract.
  *   Node -> launcher: 1 CONTROL packet to the contract,
- *                     3 ARGS: the next packet of the args JSON (--args-packets); empty = end of args,
- *                     2 NPL message = 66-char sender pubkey hex ++ data, delivered as TWO packets.
+ *                     2 NPL message = 66-char sender pubkey hex ++ data, delivered as TWO packets,
+ *                     3 ARGS: the next packet of the args JSON (--args-packets); empty = end of args.
  * Exit status: the contract's exit code, 128+signal if it was killed, 127 if it could not start.
  */
 #define _GNU_SOURCE

@@ -78,7 +78,8 @@ class Execution implements ContractExecution, PreparedContract {
   private runDone: Promise<ContractRunResult> | null = null;
   private run: ContractRun | null = null;
   private bridge: Socket | null = null;
-  private queued: Buffer[] = []; // frames for the launcher before it is spawned
+  private readonly fds: FdLayout;
+  private queued: Buffer[] = []; // frames for the launcher before it reports the contract started
   private child: ChildProcess | null = null;
   private contractPid = 0;
   private ended = false; // the contract exited (or the run is over): deliveries are dropped
@@ -93,6 +94,7 @@ class Execution implements ContractExecution, PreparedContract {
     readonly slots: number,
     readonly readonly: boolean,
   ) {
+    this.fds = fdLayout(slots, readonly);
     this.collected = new Promise((resolve) => (this.collectedResolve = resolve));
     this.collected.catch(() => undefined); // observed through done or discard()
     this.spawned = this.spawn();
@@ -179,11 +181,10 @@ class Execution implements ContractExecution, PreparedContract {
       throw err;
     }
     try {
-      const fds = fdLayout(this.slots, this.readonly);
-      const child = this.spawnLauncher(fds, inputs.fd);
+      const child = this.spawnLauncher(inputs.fd);
       // Listen at once: a launcher that fails fast (execve/chdir error) can exit before any await
       // returns, and a missed 'exit' would leave the run pending.
-      this.collectedResolve(this.collect(child, fds));
+      this.collectedResolve(this.collect(child));
       child.stdin?.on('error', () => undefined); // the contract may exit without reading its args
       return { child, inputs };
     } catch (err) {
@@ -198,8 +199,7 @@ class Execution implements ContractExecution, PreparedContract {
     const { child, inputs } = await this.spawned;
     try {
       const spans = await fillInputsFile(inputs, run.users.map((u) => u.inputs));
-      const fds = fdLayout(this.slots, this.readonly);
-      const argsJson = buildArgsJson(run.args, run.users.map((u) => u.pubkeyHex), spans, fds);
+      const argsJson = buildArgsJson(run.args, run.users.map((u) => u.pubkeyHex), spans, this.fds);
       this.tGo = performance.now();
       if (this.launch.argsAsPackets) {
         // The launcher feeds them to the contract's stdin and starts its exec_timeout clock at the end.
@@ -222,7 +222,7 @@ class Execution implements ContractExecution, PreparedContract {
       await inputs.close().catch(() => undefined);
     }
     // Sockets of slots this run leaves unused: nobody will write to them.
-    for (let i = run.users.length; i < this.slots; i++) (child.stdio[fdLayout(this.slots, this.readonly).userOutFds[i]] as Socket | null)?.destroy();
+    for (const fd of this.fds.userOutFds.slice(run.users.length)) (child.stdio[fd] as Socket | null)?.destroy();
   }
 
   private result(raw: RawResult, run: ContractRun, t0: number): ContractRunResult {
@@ -246,8 +246,8 @@ class Execution implements ContractExecution, PreparedContract {
     return result;
   }
 
-  private spawnLauncher(fds: FdLayout, inputsFd: number): ChildProcess {
-    const req = this.launch;
+  private spawnLauncher(inputsFd: number): ChildProcess {
+    const { launch: req, fds } = this;
     const stdio: StdioOptions = [
       req.argsAsPackets ? 'ignore' : 'pipe', // 0: args JSON (or the launcher's SEQPACKET socket)
       stdioOf(req.stdout),
@@ -268,8 +268,8 @@ class Execution implements ContractExecution, PreparedContract {
     return child;
   }
 
-  private collect(child: ChildProcess, fds: FdLayout): Promise<RawResult> {
-    const req = this.launch;
+  private collect(child: ChildProcess): Promise<RawResult> {
+    const { launch: req, fds } = this;
     return new Promise((resolve, reject) => {
       let tStarted = 0;
       let tExited = 0;

@@ -1075,8 +1075,7 @@ export class HpNode extends EventEmitter {
     const t0 = performance.now();
     const byUser = new Map<string, Buffer[]>(l.users.map((u) => [u.toString('hex'), []]));
     for (const i of l.inputs) byUser.get(i.pubkey.toString('hex'))?.push(i.blob);
-    const { bytes, files } = this.config.contract.state_quota;
-    const quota = { bytes, files };
+    const quota = this.config.contract.state_quota;
     const launch = this.consensusLaunch();
     const before = Buffer.from(this.rw.root, 'hex');
     const warm = await this.warm.take(launch, quota, byUser.size, l.timestampMs);
@@ -1442,8 +1441,7 @@ export class HpNode extends EventEmitter {
     if (this.stopping || (this.paused && !duringCatchUp) || this.stateDiverged || this.running) return;
     const launch = this.consensusLaunch();
     if (!launch.argsAsPackets) return;
-    const { bytes, files } = this.config.contract.state_quota;
-    this.warm.prepare(launch, { bytes, files }, warmSlots(recentMax, launch.limits.procOfdCount));
+    this.warm.prepare(launch, this.config.contract.state_quota, warmSlots(recentMax, launch.limits.procOfdCount));
   }
 
   private contractBase() {

@@ -40,10 +40,11 @@ export function warmSlots(recentMaxUsers: number, procOfdCount = 0): number {
 
 interface Prepared {
   proc: PreparedContract;
-  /** The mount whose session it waits in: a remount (sync, rollback) ends that session. */
+  /**
+   * The mount whose session it waits in: a remount (sync, rollback) ends that session, and on the
+   * same mount the root cannot move while it waits (statefs refuses to commit a held session).
+   */
   mount: StatefsMount;
-  /** The committed root the session was begun over. */
-  root: string;
   /** Launch settings and quota it was started with. */
   key: string;
 }
@@ -51,6 +52,7 @@ interface Prepared {
 export class WarmStart {
   private next: Prepared | null = null;
   private pending: Promise<void> = Promise.resolve();
+  private recentUsers: number[] = [];
   /** Processes used / started cold because none fitted (for status and the bench). */
   readonly counts = { warm: 0, cold: 0, discarded: 0 };
 
@@ -58,8 +60,6 @@ export class WarmStart {
     private readonly mount: () => StatefsMount,
     private readonly log: Logger,
   ) {}
-
-  private recentUsers: number[] = [];
 
   /** Notes a ledger's user count; the most among the last 32 sizes the next process. */
   noteUsers(users: number): number {
@@ -76,7 +76,7 @@ export class WarmStart {
       await mount.begin(null, quota);
       try {
         const proc = prepareContract({ ...launch, slots, readonly: false, argsAsPackets: true });
-        this.next = { proc, mount, root: mount.root, key: keyOf(launch, quota) };
+        this.next = { proc, mount, key: keyOf(launch, quota) };
       } catch (err) {
         await mount.rollback();
         throw err;
@@ -85,7 +85,7 @@ export class WarmStart {
   }
 
   /**
-   * The waiting process, if it was started over the current root with these settings and has a
+   * The waiting process, if it waits on the current mount, was started with these settings and has a
    * socket for every user: its session gets the ledger's time. Otherwise it is dropped and null
    * says: begin a session and start a process now.
    */
@@ -94,7 +94,7 @@ export class WarmStart {
     const n = this.next;
     this.next = null;
     const mount = this.mount();
-    if (n && n.mount === mount && n.root === mount.root && n.key === keyOf(launch, quota) && users <= n.proc.slots) {
+    if (n && n.mount === mount && n.key === keyOf(launch, quota) && users <= n.proc.slots) {
       await mount.arm(timeMs);
       this.counts.warm++;
       return n.proc;

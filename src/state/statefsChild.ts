@@ -36,12 +36,17 @@ function main(args: StatefsChildArgs): void {
     });
   });
 
+  /** Ends the current session; changes a held session was keeping back fail (EIO). */
+  const endSession = () => {
+    gate.release(false);
+    session.rollback();
+  };
+
   let exiting = false;
   const exit = (code: number) => {
     if (exiting) return;
     exiting = true;
-    gate.release(false);
-    session.rollback();
+    endSession();
     // Let go of the store before the (slow) unmount, so a restarted node can open it at once.
     store.close();
     fuse.unmount(() => process.exit(code));
@@ -53,8 +58,7 @@ function main(args: StatefsChildArgs): void {
       switch (req.cmd) {
         case 'begin':
           if (args.readOnly) throw Object.assign(new Error('this mount is read-only'), { code: 'EROFS' });
-          gate.release(false);
-          session.rollback();
+          endSession();
           session = new Session(store, Buffer.from(store.current.root, 'hex'), { writable: true, timeMs: req.timeMs ?? 0, quota: req.quota });
           if (req.timeMs === null) gate.hold();
           return send({ type: 'reply', id: req.id, ok: true });
@@ -77,8 +81,7 @@ function main(args: StatefsChildArgs): void {
         }
         case 'rollback': {
           const hadChanges = session.writable && session.isOpen;
-          gate.release(false);
-          session.rollback();
+          endSession();
           session = new Session(store, viewRoot(), { writable: false, timeMs: store.current.timeMs });
           const reply = () => send({ type: 'reply', id: req.id, ok: true, snapshot: store.current });
           if (!hadChanges) return reply();
