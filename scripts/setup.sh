@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs everything hp-node needs on a fresh Debian 12 machine with Node 20 (run as root):
-# FUSE runtime (libfuse2 for fuse-native, fuse3 for fusermount), tools the tests drive, gcc for the
-# native contract launcher, npm deps, build (`npm run build` also compiles native/).
+# FUSE runtime (libfuse2 for fuse-native, fuse3 for fusermount3), libfuse3-dev + pkg-config for the
+# state mount's native helper, tools the tests drive, gcc for native/, npm deps, build (`npm run
+# build` also compiles native/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
-for pkg in libfuse2 fuse3 sqlite3 git gcc libc6-dev rsync; do  # gcc: native/ contract launcher; rsync: bench sync baseline
+for pkg in libfuse2 fuse3 libfuse3-dev pkg-config sqlite3 git gcc libc6-dev rsync; do  # gcc, libfuse3-dev: native/; rsync: bench sync baseline
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

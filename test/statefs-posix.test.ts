@@ -204,13 +204,13 @@ mv tree moved
   assertNotMounted(mnt);
 });
 
-// Our rename is one atomic session operation. Two things of libfuse 2's path-based layer (all
-// fuse-native offers) show through, and this test pins what holds despite them:
-// - with no one holding the target open, a concurrent stat misses the name only in a sliver
-//   (~3 in 100,000 stats here, none of them answered by our handlers);
-// - when a reader holds the target open, libfuse first renames it aside (".fuse_hidden…") and then
-//   renames the new file in: two requests, so a lookup between them misses the name. Contents are
-//   never mixed or short either way. A libfuse3 low-level helper (native/) would remove both.
+// rename(2) over an existing name is one FUSE request, answered by one session operation (when a
+// reader holds the target open, that operation first moves it aside to ".fuse_hidden…", within
+// the same request): a concurrent stat never misses the name (libfuse 2's path layer, used before
+// native/hp-fuse.c, let ~3 in 100,000 miss), and contents are never mixed or short. One race
+// remains: an open() whose path walk reached the old file just before the rename asks for a node
+// that has left the tree and gets ENOENT (~1 % of opens in this tight loop), where a disk
+// filesystem would open the old file.
 test('mv over a file with concurrent readers: whole old or whole new file; stat-only readers see the name', async (t) => {
   const store = newStore(t);
   const mount = await mountStore(t, store);
@@ -244,14 +244,13 @@ r.seen = seen; done();
   await writer('stop1');
   const s1 = await result(statOnly);
   const stats = (s1['stat:100000'] ?? 0) + (s1['stat:ENOENT'] ?? 0);
-  assert.deepEqual(Object.keys(s1).filter((k) => k !== 'stat:100000' && k !== 'stat:ENOENT'), [], JSON.stringify(s1));
-  assert.ok((s1['stat:ENOENT'] ?? 0) <= stats * 0.005, `stat missed the name in ${s1['stat:ENOENT']} of ${stats}`);
+  assert.deepEqual(Object.keys(s1), ['stat:100000'], `stat missed the name in ${s1['stat:ENOENT']} of ${stats}`);
 
   // Phase 2: the reader opens and reads f too: whole old or whole new file, never mixed or short.
   const reading = observe(true, 'stop2');
   await writer('stop2');
   const s2 = await result(reading);
-  const allowed = ['stat:100000', 'read:100000:A', 'read:100000:B', 'stat:ENOENT', 'read:ENOENT'];
+  const allowed = ['stat:100000', 'read:100000:A', 'read:100000:B', 'read:ENOENT'];
   assert.deepEqual(Object.keys(s2).filter((k) => !allowed.includes(k)), [], `reader saw ${JSON.stringify(s2)}`);
   assert.ok((s2['read:100000:A'] ?? 0) + (s2['read:100000:B'] ?? 0) > 0, 'the reader read whole files');
   assert.equal(fs.readFileSync(path.join(mnt, 'f'), 'utf8'), 'A'.repeat(100000));
@@ -867,10 +866,9 @@ done();
   const a = await runOnce();
   const expected = {
     u1: T, u2: T, u3: T,
-    // libfuse 2 calls utimens only when both times are set, so an mtime-only change never reaches
-    // the server: the mtime keeps its committed value (the same on every node).
-    u4: T0,
-    u5: T0, u6: T0, u7: T,
+    u4: T, // mtime only: stamped like any other change of it
+    u5: T0, // atime only: atime is not kept, so the entry is left as it is
+    u6: T0, u7: T,
     tar: T, // created in the session; the archive's mtime is not restored
     srcF: T0,
   };

@@ -1,19 +1,17 @@
 // The statefs child process: serves one FUSE mount of a state store and nothing else. It spawns no
-// process (fuse-native's /dev/fuse fd is not close-on-exec, and touching our own mount from here
+// process (the /dev/fuse fd is not close-on-exec, and touching our own mount from here
 // deadlocks), takes orders from its parent over IPC, and unmounts and exits when the parent dies.
-import Fuse from 'fuse-native';
 import { ObjectStore } from './blockstore';
 import { makeFuseOps, withOpCounts, WriteGate } from './fuseOps';
+import { LowLevelFuse } from './lowLevelFuse';
 import { Session } from './session';
 import type { StatefsChildArgs, StatefsGo, StatefsReply, StatefsRequest } from './statefsProtocol';
 import { parseHashHex } from '../crypto/hash';
 
-// Options fuse-native has no switch for ride on fsname (reference/dependencies.md §1): 128 KiB
-// writes, our inode numbers, and long kernel caching of entries and attributes. Caching is safe
-// because the kernel sees every change a session makes, and a commit leaves the tree exactly as the
-// session showed it; the one incoherent swap, a rollback, remounts (~10 ms) to drop the cache.
-// Without caching every stat() costs a round trip through this process (~10x slower small-file work).
-const FSNAME = 'hpstate,big_writes,use_ino,entry_timeout=3600,attr_timeout=3600,negative_timeout=3600';
+// The kernel caches entries, absent names, attributes (lowLevelFuse.ts: an hour) and file pages.
+// Caching is safe because the kernel sees every change a session makes, and a commit leaves the
+// tree exactly as the session showed it; the incoherent swaps, a rollback and a refresh, remount
+// (~10 ms) to drop the cache. Without caching every stat() costs a round trip through this process.
 
 function send(msg: StatefsReply): void {
   if (process.connected) process.send!(msg);
@@ -25,9 +23,9 @@ function main(args: StatefsChildArgs): void {
   let session = new Session(store, viewRoot(), { writable: false, timeMs: store.current.timeMs });
   const gate = new WriteGate();
   const ops = withOpCounts(makeFuseOps(() => session, process.getuid!(), process.getgid!(), gate));
-  const newFuse = () => new Fuse(args.mountpoint, ops, { force: true, mkdir: true, autoUnmount: true, allowOther: true, fsname: FSNAME });
+  const newFuse = () => new LowLevelFuse(args.mountpoint, ops, { readOnly: args.readOnly, holding: () => gate.holding });
   let fuse = newFuse();
-  /** Unmounts and mounts again: the only way fuse-native offers to drop the kernel's caches. */
+  /** Unmounts and mounts again, which drops every kernel cache of the mount. */
   const remount = () => new Promise<void>((resolve, reject) => {
     fuse.unmount((err) => {
       if (err) return reject(err);
@@ -129,7 +127,7 @@ function main(args: StatefsChildArgs): void {
   });
 }
 
-// Booting (Node, fuse-native, these modules) is most of the time a mount takes, so a parent may
+// Booting (Node, the native FUSE helper, these modules) is most of the time a mount takes, so a parent may
 // start us before the store is free (during a state sync, say) and send 'go' when it is.
 const childArgs = JSON.parse(process.env.HP_STATEFS_ARGS ?? 'null') as StatefsChildArgs | null;
 if (!childArgs || !process.send) {
