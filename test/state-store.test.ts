@@ -195,6 +195,45 @@ test('incremental roots equal from-scratch roots after random operations (proper
   }
 });
 
+
+test('large files: re-hashing only the lists above changed blocks gives from-scratch roots (property)', (t) => {
+  // 4 KiB blocks: FANOUT^2 blocks (4 MiB) is where a file's tree grows from two list levels to three.
+  const bs = 4096;
+  const depth2 = FANOUT * FANOUT * bs;
+  const rnd = mulberry32(0xb10c);
+  const store = storeAt(t, { blockSizeBytes: bs });
+  const sizes = [depth2 - 3 * bs, depth2 + 5 * bs, 40 * bs + 100];
+  const s0 = openSession(store);
+  sizes.forEach((size, i) => writeFile(s0, `/big${i}`, crypto.randomBytes(size)));
+  s0.commit();
+  const seenDepths = new Set<number>();
+  for (let session = 0; session < 8; session++) {
+    const s = openSession(store);
+    for (let op = 0; op < 40; op++) {
+      const name = `/big${Math.floor(rnd() * sizes.length)}`;
+      const size = s.getattr(name).size;
+      const r = rnd();
+      if (r < 0.6) {
+        writeFile(s, name, crypto.randomBytes(1 + Math.floor(rnd() * 3 * bs)), Math.floor(rnd() * size));
+      } else if (r < 0.75) {
+        writeFile(s, name, crypto.randomBytes(1 + Math.floor(rnd() * 40 * bs)), size); // append: may add a level
+      } else if (r < 0.9) {
+        s.truncate(name, Math.max(0, size - Math.floor(rnd() * 60 * bs))); // shrink: may drop a level
+      } else {
+        s.truncate(name, size + Math.floor(rnd() * 20 * bs)); // sparse growth
+      }
+    }
+    for (const [i] of sizes.entries()) seenDepths.add(fileDepth(Math.ceil(s.getattr(`/big${i}`).size / bs)));
+    s.commit();
+    const plain = path.join(tempDir(t), `plain${session}`);
+    exportSnapshot(store, plain);
+    const fresh = ObjectStore.create(path.join(tempDir(t), `fresh${session}`), { timeMs: T, blockSizeBytes: bs });
+    const scratch = importDirectory(fresh, plain, T);
+    fresh.close();
+    assert.equal(scratch.root, store.current.root, `session ${session}`);
+  }
+  assert.ok(seenDepths.has(1) && seenDepths.has(2), `files crossed tree depths: ${[...seenDepths]}`);
+});
 test('a torn tail past HEAD (crash mid-commit) is dropped on open', (t) => {
   const dir = path.join(tempDir(t), 'store');
   let store = ObjectStore.create(dir, { timeMs: T });

@@ -274,10 +274,17 @@ export class ObjectStore {
   }
 
   /** The ordered block hashes of a file node, walking its fan-out tree. */
-  fileBlocks(fileHash: Buffer): { size: number; blocks: Buffer[] } {
+  /**
+   * A file's size, block hashes and the hashes of its list nodes by level (`lists[k - 1]`: the
+   * lists k levels above the blocks; the last level is the file node's children), so a commit can
+   * re-hash only the lists above changed blocks.
+   */
+  fileBlocks(fileHash: Buffer): { size: number; blocks: Buffer[]; lists: Buffer[][] } {
     const file = this.getFile(fileHash);
+    const lists: Buffer[][] = [];
     let level = file.children;
     for (let depth = file.depth; depth > 0; depth--) {
+      lists[depth - 1] = level;
       const next: Buffer[] = [];
       for (const h of level) {
         const list = decodeList(this.get(h, ObjectKind.List));
@@ -286,7 +293,7 @@ export class ObjectStore {
       }
       level = next;
     }
-    return { size: file.size, blocks: level };
+    return { size: file.size, blocks: level, lists };
   }
 
   /** The object hash of the entry at `path` ("/a/b") in snapshot `root`, or null if there is none. */

@@ -44,6 +44,11 @@ interface Node {
   sortedNames: string[] | null; // dirs; readdir cache
   size: number; // files
   blocks: BlockRef[] | null; // files; null until loaded
+  /** Files: list hashes of the loaded version by level (see ObjectStore.fileBlocks), or null. */
+  lists: Buffer[][] | null;
+  /** Files: groups of FANOUT blocks changed since loading; every group from dirtyFrom on too. */
+  dirtyGroups: Set<number> | null;
+  dirtyFrom: number;
   target: string; // links
 }
 
@@ -292,6 +297,7 @@ export class Session {
         const coversValid = pos === blockStart && pos + n >= Math.min(blockStart + bs, node.size);
         ref = coversValid ? this.txn!.alloc(bs, bs) : this.cow(node, idx);
         blocks[idx] = ref;
+        (node.dirtyGroups ??= new Set()).add(Math.floor(idx / FANOUT));
       }
       const target = ref + (pos - blockStart);
       if (runLength > 0 && target === runSlot + runLength) {
@@ -334,6 +340,9 @@ export class Session {
     const blocks = this.blocksOf(node);
     const bs = this.blockSize;
     const old = node.size;
+    // The old or new last block changes length, and blocks past it come or go.
+    const kept = Math.min(blocks.length, Math.ceil(size / bs));
+    node.dirtyFrom = Math.min(node.dirtyFrom, Math.floor(Math.max(0, kept - 1) / FANOUT));
     // A file unlinked while open (parent null) is outside the state: its bytes are not counted.
     const counted = node.parent !== null;
     if (size > old) {
@@ -382,8 +391,9 @@ export class Session {
 
   private blocksOf(node: Node): BlockRef[] {
     if (!node.blocks) {
-      const file = node.hash ? this.store.fileBlocks(node.hash) : { size: 0, blocks: [] };
+      const file = node.hash ? this.store.fileBlocks(node.hash) : { size: 0, blocks: [], lists: [] };
       node.blocks = file.blocks;
+      node.lists = file.lists;
       node.size = file.size;
     }
     return node.blocks;
@@ -545,10 +555,52 @@ export class Session {
 
   private commitFile(node: Node): Buffer {
     const txn = this.txn!;
-    const bs = this.blockSize;
     const blocks = this.blocksOf(node);
+    const blockHash = this.blockHasher(node);
+    const depth = fileDepth(blocks.length);
+    const lists = node.lists;
+    let top: Buffer[];
+    if (depth > 0 && lists?.length === depth) {
+      // Only the lists above changed blocks are re-hashed: the cost follows the change, not the file.
+      let changed = [...(node.dirtyGroups ?? [])];
+      for (let g = node.dirtyFrom; g < Math.ceil(blocks.length / FANOUT); g++) changed.push(g);
+      let below = blockHash;
+      let belowCount = blocks.length;
+      for (let k = 1; k <= depth; k++) {
+        const level = lists[k - 1];
+        const count = Math.ceil(belowCount / FANOUT);
+        level.length = count;
+        for (const g of changed) {
+          if (g >= count) continue;
+          const children: Buffer[] = [];
+          for (let i = g * FANOUT; i < Math.min(belowCount, (g + 1) * FANOUT); i++) children.push(below(i));
+          level[g] = txn.put(ObjectKind.List, encodeList(k - 1, children));
+        }
+        changed = [...new Set(changed.map((g) => Math.floor(g / FANOUT)))];
+        below = (i) => level[i];
+        belowCount = count;
+      }
+      top = lists[depth - 1];
+    } else {
+      let level = blocks.map((_, i) => blockHash(i));
+      for (let d = 0; d < depth; d++) {
+        const next: Buffer[] = [];
+        for (let i = 0; i < level.length; i += FANOUT) next.push(txn.put(ObjectKind.List, encodeList(d, level.slice(i, i + FANOUT))));
+        level = next;
+      }
+      top = level;
+    }
+    return txn.put(ObjectKind.File, encodeFile(node.size, depth, top));
+  }
+
+  /** Hash of block `idx` of a file being committed: stored as is, a dirty slot adopted in place, or zeros. */
+  private blockHasher(node: Node): (idx: number) => Buffer {
+    const txn = this.txn!;
+    const bs = this.blockSize;
+    const blocks = node.blocks!;
     const buf = Buffer.allocUnsafe(TAG_BYTES + bs);
-    let level: Buffer[] = blocks.map((ref, idx) => {
+    return (idx) => {
+      const ref = blocks[idx];
       if (ref instanceof Buffer) return ref;
       const length = Math.min(bs, node.size - idx * bs);
       const view = buf.subarray(0, TAG_BYTES + length);
@@ -562,14 +614,7 @@ export class Session {
       const h = hashBlockInPlace(view);
       if (!txn.has(h)) txn.put(ObjectKind.Block, Buffer.from(view.subarray(TAG_BYTES)));
       return h;
-    });
-    const depth = fileDepth(level.length);
-    for (let d = 0; d < depth; d++) {
-      const next: Buffer[] = [];
-      for (let i = 0; i < level.length; i += FANOUT) next.push(txn.put(ObjectKind.List, encodeList(d, level.slice(i, i + FANOUT))));
-      level = next;
-    }
-    return txn.put(ObjectKind.File, encodeFile(node.size, depth, level));
+    };
   }
 
   // ---- helpers -------------------------------------------------------------------------------
@@ -631,7 +676,7 @@ export class Session {
 }
 
 function newNode(kind: EntryKind, mode: number, mtimeMs: number, name: string, parent: Node | null, hash: Buffer | null): Node {
-  return { kind, mode, mtimeMs, name, parent, hash, dirty: hash === null, children: null, sortedNames: null, size: 0, blocks: null, target: '' };
+  return { kind, mode, mtimeMs, name, parent, hash, dirty: hash === null, children: null, sortedNames: null, size: 0, blocks: null, lists: null, dirtyGroups: null, dirtyFrom: Infinity, target: '' };
 }
 
 function nodeFromEntry(e: DirEntry, parent: Node): Node {
