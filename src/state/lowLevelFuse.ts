@@ -305,7 +305,9 @@ export class LowLevelFuse {
         else ops.getattr(p, reply);
       },
       setattr: (slot: number, id: number, toSet: number, mode: number, uid: number, gid: number, size: number, fh: number) => {
-        const p = fh ? table.path(id) ?? '' : pathOr(slot, id);
+        // Only a size change can go by handle alone; the rest needs the node's path (never '',
+        // which the Session reads as the root).
+        const p = fh && !(toSet & ~SET_SIZE) ? table.path(id) ?? '' : pathOr(slot, id);
         if (p === null) return;
         const steps: Array<(next: Cb) => void> = [];
         if (toSet & SET_MODE) steps.push((next) => ops.chmod(p, mode, next));

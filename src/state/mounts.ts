@@ -42,6 +42,10 @@ export function cleanStaleMounts(dir: string): number {
   for (const m of mounts.reverse()) {
     const r = spawnSync('fusermount', ['-uz', m.mountpoint], { stdio: 'ignore' });
     if (r.status === 0) continue;
+    // fusermount also fails when the mount went away meanwhile (its server's auto_unmount watcher
+    // got there first). Its connection number may then already belong to a new mount elsewhere:
+    // abort only a connection that is still mounted here.
+    if (!fuseMountsUnder(m.mountpoint).some((x) => x.mountpoint === m.mountpoint && x.minor === m.minor)) continue;
     abortConnection(m.minor);
     spawnSync('umount', ['-l', m.mountpoint], { stdio: 'ignore' });
   }
