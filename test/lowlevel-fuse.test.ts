@@ -34,26 +34,35 @@ test('NodeTable: ids follow renames, unlinked nodes lose their path, forget free
   assert.equal(t.path(again), '/e/f');
 });
 
-test('NodeTable: an open file stays known after the kernel forgets it; closed() reports a hidden one', () => {
+test('NodeTable: a hidden node is reported for removal once no handle and no kernel lookup holds it', () => {
   const t = new NodeTable();
   const id = t.ref(1, 'f');
+  assert.ok(t.isHeld(id), 'the kernel holds a lookup');
   t.opened(id);
   assert.ok(t.isOpen(id));
   t.forget(id, 1);
+  assert.ok(t.isHeld(id), 'still open');
   assert.equal(t.path(id), '/f', 'still open: still known');
-  t.moved(1, 'f', 1, '.fuse_hidden0000000100000001'); // what unlink of an open file does
-  assert.equal(t.closed(id), '/.fuse_hidden0000000100000001', 'last close of a hidden file: remove it');
-  t.detach(id);
-  assert.equal(t.path(id), null);
+  t.moved(1, 'f', 1, '.fuse_hidden0000000100000001'); // what unlink of a held file does
+  assert.equal(t.closed(id), '/.fuse_hidden0000000100000001', 'last close, no lookup left: remove it');
+  assert.equal(t.path(id), null, 'and the id is gone');
 
-  const plain = t.ref(1, 'g');
+  const g = t.ref(1, 'g');
+  t.opened(g);
+  t.moved(1, 'g', 1, '.fuse_hidden0000000100000002');
+  assert.equal(t.closed(g), null, 'closed, but the kernel may still ask about it by id');
+  assert.equal(t.path(g), '/.fuse_hidden0000000100000002');
+  assert.equal(t.forget(g, 1), '/.fuse_hidden0000000100000002', 'forgotten too: remove it');
+  assert.equal(t.isHeld(g), false);
+
+  const plain = t.ref(1, 'h');
   t.opened(plain);
   t.opened(plain);
   assert.equal(t.closed(plain), null, 'not hidden');
-  assert.ok(t.isOpen(plain));
   assert.equal(t.closed(plain), null);
   assert.equal(t.isOpen(plain), false);
-  assert.equal(t.path(plain), '/g', 'the kernel still holds a lookup');
+  assert.equal(t.path(plain), '/h', 'the kernel still holds a lookup');
+  assert.equal(t.forget(plain, 1), null, 'a visible name is never reported for removal');
 });
 
 test('direntBuffer: 8-byte aligned fuse_dirent records from an offset, as many as fit', () => {

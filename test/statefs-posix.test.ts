@@ -204,12 +204,11 @@ mv tree moved
   assertNotMounted(mnt);
 });
 
-// rename(2) over an existing name is one FUSE request, answered by one session operation (when a
-// reader holds the target open, that operation first moves it aside to ".fuse_hidden…", within
-// the same request), so contents are never mixed or short. One race remains: a stat() or open()
-// whose path walk reached the old file just before the rename then asks about a node that has left
-// the tree, and gets ENOENT where a disk filesystem would answer for the old file (stat: ~1 in
-// 100,000 here; open: ~1 % in this tight loop).
+// rename(2) over an existing name is one FUSE request answered by one session operation, so a
+// concurrent reader sees the whole old or the whole new file. A reader whose path walk reached the
+// old file just before the rename then asks about it by node id: the old file was moved aside to a
+// hidden name (lowLevelFuse.ts), so its stat() and open() succeed, as on a disk filesystem. (With
+// libfuse 2's path layer, ~3 in 100,000 stats and ~1 % of opens here got ENOENT.)
 test('mv over a file with concurrent readers: whole old or whole new file; stat-only readers see the name', async (t) => {
   const store = newStore(t);
   const mount = await mountStore(t, store);
@@ -243,14 +242,13 @@ r.seen = seen; done();
   await writer('stop1');
   const s1 = await result(statOnly);
   const stats = (s1['stat:100000'] ?? 0) + (s1['stat:ENOENT'] ?? 0);
-  assert.deepEqual(Object.keys(s1).filter((k) => k !== 'stat:100000' && k !== 'stat:ENOENT'), [], JSON.stringify(s1));
-  assert.ok((s1['stat:ENOENT'] ?? 0) <= stats * 0.005, `stat missed the name in ${s1['stat:ENOENT']} of ${stats}`);
+  assert.deepEqual(Object.keys(s1), ['stat:100000'], `stat missed the name in ${s1['stat:ENOENT']} of ${stats}`);
 
   // Phase 2: the reader opens and reads f too: whole old or whole new file, never mixed or short.
   const reading = observe(true, 'stop2');
   await writer('stop2');
   const s2 = await result(reading);
-  const allowed = ['stat:100000', 'read:100000:A', 'read:100000:B', 'stat:ENOENT', 'read:ENOENT'];
+  const allowed = ['stat:100000', 'read:100000:A', 'read:100000:B'];
   assert.deepEqual(Object.keys(s2).filter((k) => !allowed.includes(k)), [], `reader saw ${JSON.stringify(s2)}`);
   assert.ok((s2['read:100000:A'] ?? 0) + (s2['read:100000:B'] ?? 0) > 0, 'the reader read whole files');
   assert.equal(fs.readFileSync(path.join(mnt, 'f'), 'utf8'), 'A'.repeat(100000));

@@ -4,10 +4,10 @@
 // writes arrive in 1 MiB pieces, and file pages stay in the kernel's cache across opens.
 //
 // The kernel names files by node id; NodeTable maps ids to (parent id, name), as libfuse 2's
-// high-level layer did for fuse-native, so the Session keeps its path API. Like that layer, an
-// open file that is unlinked or renamed over is first renamed to a hidden name in its directory
-// (".fuse_hidden" + 16 hex digits, which the Session keeps out of the state) and removed at its
-// last close.
+// high-level layer did for fuse-native, so the Session keeps its path API. A file unlinked or
+// renamed over while the kernel or a handle still refers to it is first renamed to a hidden name
+// in its directory (".fuse_hidden" + 16 hex digits, which the Session keeps out of the state) and
+// removed once its last handle is closed and the kernel has forgotten it.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -55,6 +55,8 @@ const OPEN_KEEP_CACHE = 1;
 const OPEN_NOFLUSH = 4;
 const FUSE_UNKNOWN_INO = 0xffffffff;
 const DT_DIR = 4;
+const S_IFMT = 0o170000;
+const S_IFDIR = 0o040000;
 const SET_MODE = 1 << 0;
 const SET_UID = 1 << 1;
 const SET_GID = 1 << 2;
@@ -128,11 +130,12 @@ export class NodeTable {
     return id;
   }
 
-  forget(id: number, count: number): void {
+  /** Counts the kernel letting go; returns the node's path if it was hidden and is now unused. */
+  forget(id: number, count: number): string | null {
     const n = this.nodes.get(id);
-    if (!n || id === ROOT_ID) return;
+    if (!n || id === ROOT_ID) return null;
     n.nlookup = Math.max(0, n.nlookup - count);
-    this.dropIfUnused(id, n);
+    return this.releaseIfUnused(id, n);
   }
 
   opened(id: number): void {
@@ -140,18 +143,28 @@ export class NodeTable {
     if (n) n.open += 1;
   }
 
-  /** Counts a close; returns the node's path if it was hidden and nothing holds it open now. */
+  /** Counts a close; returns the node's path if it was hidden and is now unused. */
   closed(id: number): string | null {
     const n = this.nodes.get(id);
     if (!n) return null;
     n.open = Math.max(0, n.open - 1);
-    const hiddenPath = n.open === 0 && isHiddenName(n.name) ? this.path(id) : null;
-    this.dropIfUnused(id, n);
-    return hiddenPath;
+    return this.releaseIfUnused(id, n);
+  }
+
+  /** Whether the kernel (a lookup it has not forgotten) or an open handle still refers to the node. */
+  isHeld(id: number | undefined): boolean {
+    const n = id === undefined ? undefined : this.nodes.get(id);
+    return n !== undefined && (n.nlookup > 0 || n.open > 0);
   }
 
   isOpen(id: number | undefined): boolean {
     return id !== undefined && (this.nodes.get(id)?.open ?? 0) > 0;
+  }
+
+  private releaseIfUnused(id: number, n: NodeEntry): string | null {
+    const hiddenPath = n.nlookup === 0 && n.open === 0 && isHiddenName(n.name) ? this.path(id) : null;
+    this.dropIfUnused(id, n);
+    return hiddenPath;
   }
 
   /** (parent, name) is gone from the tree: its node lives on only while the kernel or a handle holds it. */
@@ -163,12 +176,6 @@ export class NodeTable {
     const n = this.nodes.get(id)!;
     n.parent = 0;
     this.dropIfUnused(id, n);
-  }
-
-  /** The node `id` left the tree (a hidden file removed at its last close). */
-  detach(id: number): void {
-    const n = this.nodes.get(id);
-    if (n && n.parent !== 0) this.unlinked(n.parent, n.name);
   }
 
   moved(parent: number, name: string, newParent: number, newName: string): void {
@@ -272,9 +279,14 @@ export class LowLevelFuse {
     /** Stats a just-made entry and answers with it (one more kernel reference to its id). */
     const replyNewEntry = (slot: number, parent: number, name: string, p: string) =>
       ops.getattr(p, (err: number, st: never) => (err ? fail(slot, err) : b.replyEntry(slot, fillAttr(table.ref(parent, name), st), CACHE_SEC)));
-    /** Runs `then` after moving an open (parent, name) out of the way, as libfuse 2 did. */
-    const hideIfOpen = (slot: number, parent: number, name: string, then: () => void) => {
-      if (!table.isOpen(table.idOf(parent, name))) return then();
+    /**
+     * Runs `then` after moving (parent, name) out of the way if anything still refers to its node:
+     * an open handle, or the kernel, which may have walked a path to it just before an unlink or
+     * a rename over it and then asks about it by id. A disk filesystem answers such calls for the
+     * old file; so does the hidden name, until the last close and the kernel's FORGET.
+     */
+    const hideIfHeld = (slot: number, parent: number, name: string, then: () => void) => {
+      if (!table.isHeld(table.idOf(parent, name))) return then();
       const hidden = nextHiddenName();
       ops.rename(table.childPath(parent, name)!, table.childPath(parent, hidden)!, (err: number) => {
         if (err) return fail(slot, err);
@@ -296,7 +308,10 @@ export class LowLevelFuse {
           b.replyEntry(slot, fillAttr(table.ref(parent, name), st), CACHE_SEC);
         });
       },
-      forget: (_slot: number, id: number, count: number) => table.forget(id, count),
+      forget: (_slot: number, id: number, count: number) => {
+        const hidden = table.forget(id, count);
+        if (hidden !== null) ops.unlink(hidden, () => undefined); // gone with its session already, at worst
+      },
       getattr: (slot: number, id: number, fh: number) => {
         const p = fh ? table.path(id) ?? '' : pathOr(slot, id);
         if (p === null) return;
@@ -333,7 +348,7 @@ export class LowLevelFuse {
       unlink: (slot: number, parent: number, name: string) => {
         const p = childOr(slot, parent, name);
         if (p === null) return;
-        if (table.isOpen(table.idOf(parent, name))) return hideIfOpen(slot, parent, name, () => b.replyErr(slot, 0));
+        if (table.isHeld(table.idOf(parent, name))) return hideIfHeld(slot, parent, name, () => b.replyErr(slot, 0));
         ops.unlink(p, (err: number) => {
           if (err) return fail(slot, err);
           table.unlinked(parent, name);
@@ -357,11 +372,19 @@ export class LowLevelFuse {
         const from = childOr(slot, parent, name);
         const to = from === null ? null : childOr(slot, newParent, newName);
         if (from === null || to === null) return;
-        hideIfOpen(slot, newParent, newName, () => ops.rename(from, to, (err: number) => {
+        const go = () => ops.rename(from, to, (err: number) => {
           if (err) return fail(slot, err);
           table.moved(parent, name, newParent, newName);
           b.replyErr(slot, 0);
-        }));
+        });
+        if (table.idOf(newParent, newName) === undefined) return go();
+        // Only a non-directory replacing another is moved aside first: the checks that involve a
+        // directory (ENOTEMPTY, EISDIR, ENOTDIR) need the target where it is.
+        const isDir = (st: { mode: number }) => (st.mode & S_IFMT) === S_IFDIR;
+        ops.getattr(to, (err: number, st: never) => {
+          if (err || isDir(st)) return go();
+          ops.getattr(from, (e: number, fromSt: never) => (e || isDir(fromSt) ? go() : hideIfHeld(slot, newParent, newName, go)));
+        });
       },
       open: (slot: number, id: number, flags: number) => {
         const p = pathOr(slot, id);
@@ -401,10 +424,7 @@ export class LowLevelFuse {
         ops.release('', fh, () => {
           const hidden = table.closed(id);
           if (hidden === null) return b.replyErr(slot, 0);
-          ops.unlink(hidden, () => {
-            table.detach(id);
-            b.replyErr(slot, 0);
-          });
+          ops.unlink(hidden, () => b.replyErr(slot, 0));
         });
       },
       opendir: (slot: number, id: number) => {
