@@ -253,17 +253,14 @@ export class LowLevelFuse {
     const attr = this.attr;
     const fail = (slot: number, errno: number) => b.replyErr(slot, errno < 0 ? -errno : errno || E.EIO);
     const fillAttr = (id: number, st: { ino: number; mode: number; nlink: number; uid: number; gid: number; size: number; blocks: number; blksize: number; mtime: number }) => {
-      attr[0] = id;
-      attr[1] = st.ino;
-      attr[2] = st.mode;
-      attr[3] = st.nlink;
-      attr[4] = st.uid;
-      attr[5] = st.gid;
-      attr[6] = st.size;
-      attr[7] = st.blocks;
-      attr[8] = st.blksize;
-      attr[9] = st.mtime;
+      attr.set([id, st.ino, st.mode, st.nlink, st.uid, st.gid, st.size, st.blocks, st.blksize, st.mtime]);
       return attr;
+    };
+    /** Answers with the attributes of node `id`, by handle if there is one. */
+    const replyAttr = (slot: number, id: number, p: string, fh: number) => {
+      const reply = (err: number, st: never) => (err ? fail(slot, err) : b.replyAttr(slot, fillAttr(id, st), CACHE_SEC));
+      if (fh) ops.fgetattr(p, fh, reply);
+      else ops.getattr(p, reply);
     };
     /** Path of an id, or answers ENOENT (a node unlinked meanwhile) and returns null. */
     const pathOr = (slot: number, id: number): string | null => {
@@ -315,9 +312,7 @@ export class LowLevelFuse {
       getattr: (slot: number, id: number, fh: number) => {
         const p = fh ? table.path(id) ?? '' : pathOr(slot, id);
         if (p === null) return;
-        const reply = (err: number, st: never) => (err ? fail(slot, err) : b.replyAttr(slot, fillAttr(id, st), CACHE_SEC));
-        if (fh) ops.fgetattr(p, fh, reply);
-        else ops.getattr(p, reply);
+        replyAttr(slot, id, p, fh);
       },
       setattr: (slot: number, id: number, toSet: number, mode: number, uid: number, gid: number, size: number, fh: number) => {
         // Only a size change can go by handle alone; the rest needs the node's path (never '',
@@ -329,11 +324,7 @@ export class LowLevelFuse {
         if (toSet & (SET_UID | SET_GID)) steps.push((next) => ops.chown(p, toSet & SET_UID ? uid : NO_ID, toSet & SET_GID ? gid : NO_ID, next));
         if (toSet & SET_SIZE) steps.push((next) => (fh ? ops.ftruncate(p, fh, size, next) : ops.truncate(p, size, next)));
         if (toSet & SET_MTIME) steps.push((next) => ops.utimens(p, 0, 0, next));
-        const finish = () => {
-          const reply = (err: number, st: never) => (err ? fail(slot, err) : b.replyAttr(slot, fillAttr(id, st), CACHE_SEC));
-          if (fh) ops.fgetattr(p, fh, reply);
-          else ops.getattr(p, reply);
-        };
+        const finish = () => replyAttr(slot, id, p, fh);
         const step = (i: number) => (i === steps.length ? finish() : steps[i]((err: number) => (err ? fail(slot, err) : step(i + 1))));
         step(0);
       },
@@ -454,14 +445,8 @@ export class LowLevelFuse {
       statfs: (slot: number) => {
         ops.statfs('/', (err: number, s: { bsize: number; blocks: number; bfree: number; files: number; ffree: number; namemax: number }) => {
           if (err) return fail(slot, err);
-          const v = this.statfsValues;
-          v[0] = s.bsize;
-          v[1] = s.blocks;
-          v[2] = s.bfree;
-          v[3] = s.files;
-          v[4] = s.ffree;
-          v[5] = s.namemax;
-          b.replyStatfs(slot, v);
+          this.statfsValues.set([s.bsize, s.blocks, s.bfree, s.files, s.ffree, s.namemax]);
+          b.replyStatfs(slot, this.statfsValues);
         });
       },
     };
