@@ -30,6 +30,7 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <node_api.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
@@ -417,12 +418,18 @@ static double num_arg(napi_env env, napi_value v) {
   return d;
 }
 
+// A reply for a slot that no longer waits (its session was unmounted, which answered it with EIO):
+// said on stderr, never thrown, so a caller answering a queue of held requests answers them all.
+static void stale_reply(void) {
+  fputs("hp-fuse: reply to a request that is no longer waiting (ignored)\n", stderr);
+}
+
 #define TAKE(n) \
   napi_value argv[n]; \
   if (!get_args(env, info, n, argv)) return NULL; \
   struct fuse_file_info fi; \
   fuse_req_t req = take_slot_arg(env, argv[0], &fi); \
-  if (!req) { napi_throw_error(env, "EINVAL", "hp-fuse: reply to a request that is not waiting"); return NULL; }
+  if (!req) { stale_reply(); return NULL; }
 
 static napi_value js_reply_err(napi_env env, napi_callback_info info) {
   TAKE(2);

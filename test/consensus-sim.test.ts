@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { hash } from '../src/crypto/hash';
 import { GENESIS_HASH, inputListHash, ledgerHash, userListHash, ZERO_HASH } from '../src/ledger/ledgerHash';
 import {
-  Attestation, ClosedLedger, ConsensusAction, ConsensusCore, decodeAttestation, decodePersistedLock, decodeSignedProposal, DEFAULT_LIMITS, encodeAttestation, encodePersistedLock,
+  Attestation, ClosedLedger, ConsensusAction, ConsensusCore, ConsensusEvent, decodeAttestation, decodePersistedLock, decodeSignedProposal, DEFAULT_LIMITS, encodeAttestation, encodePersistedLock,
   encodeProposalBody, encodeSignedProposal, ExecResult, isVoteProposal, LedgerRef, maxEquivocators, maxSilent, PersistedLock, prevoteOf,
   Proposal, quorumSize, SignedProposal, SyncRequest, Value,
 } from '../src/consensus';
@@ -1117,5 +1117,118 @@ test('consensus: threshold arithmetic and constructor refusal', () => {
       () => new ConsensusCore({ contractId: 'c', unl: [key], self: key, thresholdPercent: bad, roundtimeMs: 1000 }, { lcl: { seqNo: 0, hash: GENESIS_HASH, timestampMs: 0 }, result: null, nowMs: 0 }),
       /threshold must be an integer percentage in 51\.\.100/,
     );
+  }
+});
+
+// Directed: the p2p layer delivers each signed message once (it drops ids it has seen), so a
+// relayed decision proof reaches a member only the first time, whatever its core could do with it
+// then. The simulator's network does not dedup; this drives four cores over one that does. As in
+// cluster-sync-faults' liar test (4 members at 66 %, q = 3): A, B and D decide ledger 3, but D dies
+// right after its precommit, so 3 has two attestations and can only be certified with C's. C comes
+// back from far behind (genesis) and is handed the proof before it has synced to 2; then its sync
+// runs, and every later relay of the proof is a duplicate. It must still decide 3 and attest.
+test('consensus: a member that was behind when a decision proof was relayed decides it after its sync (p2p dedup)', () => {
+  const R = 400;
+  const keys = [0, 1, 2, 3].map((i) => Buffer.concat([Buffer.from([0xed]), tagHash('directed-key', Buffer.from([i]))]));
+  const secrets = [0, 1, 2, 3].map((i) => tagHash('directed-secret', Buffer.from([i])));
+  const genesis: LedgerRef = { seqNo: 0, hash: GENESIS_HASH, timestampMs: 0 };
+  const nodes = keys.map(() => ({ core: null as ConsensusCore | null, up: false, seen: new Set<string>(), ledgers: [] as ClosedLedger[], results: new Map([[0, GENESIS_RESULT]]) }));
+  const A = 0, B = 1, C = 2, D = 3;
+  let now = T0 + 1;
+  const inbox: { to: number; ev: ConsensusEvent; id: string | null }[] = [];
+  const syncWanted = new Set<number>();
+  const closedRef = (i: number): LedgerRef => {
+    const l = nodes[i].ledgers.at(-1);
+    return l ? { seqNo: l.header.seqNo, hash: l.hash, timestampMs: l.header.timestampMs } : genesis;
+  };
+  const boot = (i: number): void => {
+    const n = nodes[i];
+    n.up = true;
+    n.core = new ConsensusCore({ contractId: CONTRACT_ID, unl: keys, self: keys[i], thresholdPercent: 66, roundtimeMs: R }, { lcl: closedRef(i), result: n.results.get(closedRef(i).seqNo)!, nowMs: now });
+  };
+  // To every other node (the network), dedup'd there by id; the author's own copy loops back.
+  const post = (from: number, ev: ConsensusEvent, id: string, loopback: boolean, skip = -1): void => {
+    for (let to = 0; to < nodes.length; to++) if (to !== from && to !== skip) inbox.push({ to, ev, id });
+    if (loopback) inbox.push({ to: from, ev, id: null });
+  };
+  const apply = (i: number, actions: ConsensusAction[]): void => {
+    const n = nodes[i];
+    for (const a of actions) {
+      if (!n.up) return;
+      if (a.type === 'broadcast') {
+        const p = { ...a.proposal, author: keys[i], sig: mac(secrets[i], 'proposal', encodeProposalBody(a.proposal)) } as SignedProposal;
+        n.seen.add(p.sig.toString('hex'));
+        post(i, { type: 'proposal', proposal: p }, p.sig.toString('hex'), true);
+        if (i === D && p.stage === 3 && p.seqNo === 3) n.up = false; // SIGKILL right after its precommit leaves
+      } else if (a.type === 'attest') {
+        const att = { seqNo: a.seqNo, hash: a.hash, author: keys[i], sig: mac(secrets[i], 'ledger-close', a.hash) };
+        n.seen.add(att.sig.toString('hex'));
+        post(i, { type: 'attestation', attestation: att }, att.sig.toString('hex'), true);
+      } else if (a.type === 'relay') {
+        for (const p of a.proposals) post(i, { type: 'proposal', proposal: p }, p.sig.toString('hex'), false, keys.findIndex((k) => k.equals(p.author)));
+      } else if (a.type === 'closeLedger') {
+        n.ledgers.push(a.ledger);
+      } else if (a.type === 'execute') {
+        const s = a.ledger.header.seqNo;
+        n.results.set(s, runContract(n.results.get(s - 1)!, a.ledger.hash, s));
+        inbox.push({ to: i, ev: { type: 'executionDone', seqNo: s, ...n.results.get(s)! }, id: null });
+      } else if (a.type === 'requestSync') {
+        syncWanted.add(i);
+      }
+    }
+  };
+  const drain = (): void => {
+    while (inbox.length > 0) {
+      const { to, ev, id } = inbox.shift()!;
+      const n = nodes[to];
+      if (!n.up || !n.core) continue;
+      if (id !== null) {
+        if (n.seen.has(id)) continue;
+        n.seen.add(id);
+      }
+      apply(to, n.core.handle(ev));
+    }
+  };
+  // The shell's catch-up: the certified records a peer holds past ours, replayed; syncDone either way.
+  const sync = (i: number): void => {
+    const n = nodes[i];
+    if (!n.up || !n.core) return;
+    const peer = nodes.filter((p) => p.up && p !== n).sort((x, y) => y.ledgers.length - x.ledgers.length)[0];
+    for (const l of peer?.ledgers.slice(n.ledgers.length) ?? []) {
+      n.ledgers.push(l);
+      n.results.set(l.header.seqNo, runContract(n.results.get(l.header.seqNo - 1)!, l.hash, l.header.seqNo));
+    }
+    const lcl = closedRef(i);
+    apply(i, n.core.handle({ type: 'syncDone', lcl, result: n.results.get(lcl.seqNo)!, inputsInLedgers: [] }));
+  };
+  const runRounds = (rounds: number, until: () => boolean): void => {
+    for (let k = 0; k < 4 * rounds && !until(); k++) {
+      now += R / 4;
+      for (let i = 0; i < nodes.length; i++) if (nodes[i].up) apply(i, nodes[i].core!.handle({ type: 'tick', nowMs: now }));
+      drain();
+      for (const i of [...syncWanted]) sync(i);
+      syncWanted.clear();
+      drain();
+    }
+  };
+
+  // A, B and D close 1 and 2; D dies having precommitted 3; A and B decide 3 but cannot certify it.
+  for (const i of [A, B, D]) boot(i);
+  runRounds(30, () => !nodes[D].up && nodes[A].core!.lastDecided.seqNo === 3 && nodes[B].core!.lastDecided.seqNo === 3);
+  assert.equal(nodes[D].up, false, 'D died after its precommit for 3');
+  for (const i of [A, B]) {
+    assert.equal(nodes[i].core!.lastDecided.seqNo, 3, `node ${i} decided 3`);
+    assert.equal(nodes[i].core!.lastClosed.seqNo, 2, `node ${i} could not certify 3`);
+  }
+
+  // C restarts at genesis; A and B relay the proof of 3 at the next round start, C syncs to 2.
+  boot(C);
+  const honest = [A, B, C];
+  runRounds(40, () => honest.every((i) => nodes[i].ledgers.length >= 5));
+  const trace = honest.map((i) => `node ${i} lcl=${closedRef(i).seqNo} ${nodes[i].core!.describe()}`).join('\n');
+  for (const i of honest) assert.ok(nodes[i].ledgers.length >= 5, `node ${i} closes ledgers again after C's sync:\n${trace}`);
+  for (let s = 1; s <= 5; s++) {
+    const h = nodes[A].ledgers[s - 1].hash;
+    for (const i of honest) assert.ok(nodes[i].ledgers[s - 1].hash.equals(h), `node ${i} holds A's ledger ${s}`);
   }
 });

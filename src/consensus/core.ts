@@ -407,8 +407,11 @@ export class ConsensusCore {
       this.stats.proposalsIgnored++;
       return;
     }
-    if (p.seqNo === seqNo + 1) {
-      // Peers that decided before us: keep a few, replayed once we decide the same parent.
+    // Peers that decided before us: keep a few, replayed once we decide (or sync to) the parent.
+    // Precommits for any later seq too: one may belong to a relayed decision proof, and the p2p
+    // layer delivers each signed message once, so a copy dropped while we are still behind is never
+    // relayed to us again, and the seq may need our attestation to be certified at all.
+    if (p.seqNo === seqNo + 1 || (p.seqNo > seqNo + 1 && p.stage === 3)) {
       const list = this.ahead.get(authorHex) ?? [];
       list.push(p);
       if (list.length > this.limits.maxAheadPerAuthor) list.shift();
@@ -719,6 +722,7 @@ export class ConsensusCore {
     }
     const known = this.decidedHashes.get(lcl.seqNo);
     if (known !== undefined && known !== hex(lcl.hash)) this.log('error', `sync replaced our ledger ${lcl.seqNo} ${known.slice(0, 12)} with ${hex(lcl.hash).slice(0, 12)}`);
+    let buffered = new Map<string, SignedProposal[]>();
     if (lcl.seqNo >= this.lcl.seqNo) {
       const newParent = lcl.seqNo > this.lcl.seqNo || !lcl.hash.equals(this.lcl.hash);
       this.closed = lcl;
@@ -728,6 +732,7 @@ export class ConsensusCore {
         this.votes = this.newVotes(lcl.seqNo + 1, lcl.hash);
         this.lock = null;
         this.polkas.clear();
+        buffered = this.ahead;
         this.ahead = new Map();
         this.sent = this.clock.stageAt(this.nowMs) === 0 ? 0 : ALL_STAGES;
       }
@@ -754,6 +759,10 @@ export class ConsensusCore {
     this.behindRounds = 0;
     this.inputs.consumeSynced(inputsInLedgers, this.lcl.seqNo);
     this.flushCertified();
+    // What was buffered for later seqs (onProposal) is checked against the new parent like any
+    // proposal: a decision proof for lcl+1 among it lets us decide and attest the ledger that the
+    // others cannot certify without us (their relays of it no longer reach us).
+    for (const list of buffered.values()) for (const p of list) this.onProposal(p);
   }
 
   private newVotes(seqNo: number, prevHash: Buffer): SeqVotes {
