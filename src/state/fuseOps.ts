@@ -1,22 +1,22 @@
-// fuse-native operation handlers over whichever Session is current. Handlers are synchronous (sync
-// fs calls are 2x faster than async ones on this path, see reference/dependencies.md §2) and turn
-// every FsError or fs error into the matching negative errno; nothing unsupported fakes success.
+// Path-based FUSE operation handlers over whichever Session is current, in fuse-native's calling
+// convention (callback with a negative errno or 0 and results); lowLevelFuse.ts serves them. The
+// operations it answers itself (flush, fsync, access, xattrs: ENOSYS; link, mknod: EPERM) are
+// not here. Handlers are synchronous (sync fs calls are 2x faster than async ones on this path, see
+// reference/dependencies.md §2) and turn every FsError or fs error into the matching negative
+// errno; nothing unsupported fakes success.
 import os from 'node:os';
-import Fuse from 'fuse-native';
 import { FsError, Session } from './session';
 
 type Cb = (...args: any[]) => void;
 
-// ENOSYS (not EOPNOTSUPP): the kernel then remembers that xattrs are unsupported, answers callers
-// with EOPNOTSUPP itself and stops asking, e.g. for security.capability before every write.
-const XATTR_UNSUPPORTED = Fuse.ENOSYS;
+const EIO = -os.constants.errno.EIO;
 
 export function errnoOf(err: unknown): number {
   const code = (err as { code?: string }).code;
   const errno = code ? (os.constants.errno as Record<string, number>)[code] : undefined;
   if (typeof errno === 'number' && errno > 0) return -errno;
   process.stderr.write(`statefs: internal error, answering EIO: ${(err as Error).stack ?? err}\n`);
-  return Fuse.EIO;
+  return EIO;
 }
 
 /** Calls per operation, printed at exit when HP_STATEFS_OPSTATS=1 (for finding chatty workloads). */
@@ -60,7 +60,7 @@ export class WriteGate {
 
   pass(cb: Cb, op: () => void): void {
     if (!this.held) return op();
-    this.queue.push((run) => (run ? op() : cb(Fuse.EIO)));
+    this.queue.push((run) => (run ? op() : cb(EIO)));
   }
 }
 
@@ -93,7 +93,6 @@ function baseOps(current: () => Session, uid: number, gid: number): Record<strin
   return {
     getattr: (path: string, cb: Cb) => run(cb, () => [stat(current().getattr(path))]),
     fgetattr: (path: string, fd: number, cb: Cb) => run(cb, () => [stat(fd ? current().fgetattr(fd) : current().getattr(path))]),
-    access: (path: string, _mode: number, cb: Cb) => run(cb, () => void current().getattr(path)),
     readdir: (path: string, cb: Cb) => run(cb, () => [current().readdir(path)]),
     readlink: (path: string, cb: Cb) => run(cb, () => [current().readlink(path)]),
     statfs: (_path: string, cb: Cb) => run(cb, () => {
@@ -112,7 +111,6 @@ function baseOps(current: () => Session, uid: number, gid: number): Record<strin
     }),
     create: (path: string, mode: number, cb: Cb) => run(cb, () => [current().create(path, mode)]),
     release: (_path: string, fd: number, cb: Cb) => run(cb, () => void current().release(fd)),
-    releasedir: (_path: string, _fd: number, cb: Cb) => cb(0),
     read: (_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Cb) => {
       try {
         cb(current().read(fd, buf, len, pos));
@@ -129,25 +127,13 @@ function baseOps(current: () => Session, uid: number, gid: number): Record<strin
     },
     truncate: (path: string, size: number, cb: Cb) => run(cb, () => void current().truncate(path, size)),
     ftruncate: (path: string, fd: number, size: number, cb: Cb) => run(cb, () => void (fd ? current().ftruncate(fd, size) : current().truncate(path, size))),
-    // Durability comes from commit: an uncommitted round is discarded by a crash in any case, so
-    // fsync inside a session promises nothing more than the commit will deliver. ENOSYS makes the
-    // kernel answer later fsync/flush calls with success itself, saving a round trip per call.
-    fsync: (_path: string, _datasync: number, _fd: number, cb: Cb) => cb(Fuse.ENOSYS),
-    fsyncdir: (_path: string, _datasync: number, _fd: number, cb: Cb) => cb(Fuse.ENOSYS),
-    flush: (_path: string, _fd: number, cb: Cb) => cb(Fuse.ENOSYS),
     unlink: (path: string, cb: Cb) => run(cb, () => void current().unlink(path)),
     rename: (src: string, dest: string, cb: Cb) => run(cb, () => void current().rename(src, dest)),
     mkdir: (path: string, mode: number, cb: Cb) => run(cb, () => void current().mkdir(path, mode)),
     rmdir: (path: string, cb: Cb) => run(cb, () => void current().rmdir(path)),
     symlink: (target: string, path: string, cb: Cb) => run(cb, () => void current().symlink(target, path)),
-    link: (_src: string, _dest: string, cb: Cb) => cb(Fuse.EPERM), // hard links are not part of the state model
-    mknod: (_path: string, _mode: number, _dev: number, cb: Cb) => cb(Fuse.EPERM), // regular files come through create
     chmod: (path: string, mode: number, cb: Cb) => run(cb, () => void current().chmod(path, mode)),
     chown: (path: string, u: number, g: number, cb: Cb) => run(cb, () => void current().chown(path, u, g)),
     utimens: (path: string, _atime: number, _mtime: number, cb: Cb) => run(cb, () => void current().utimens(path)),
-    setxattr: (...args: unknown[]) => (args[args.length - 1] as Cb)(XATTR_UNSUPPORTED),
-    getxattr: (...args: unknown[]) => (args[args.length - 1] as Cb)(XATTR_UNSUPPORTED),
-    listxattr: (...args: unknown[]) => (args[args.length - 1] as Cb)(XATTR_UNSUPPORTED),
-    removexattr: (...args: unknown[]) => (args[args.length - 1] as Cb)(XATTR_UNSUPPORTED),
   };
 }

@@ -25,7 +25,7 @@ export class FsError extends Error {
 
 /** Names libfuse gives files that are unlinked while still open; never part of the state. */
 export const HIDDEN_PREFIX = '.fuse_hidden';
-/** The exact names libfuse 2 hides files under (".fuse_hidden%08x%08x"). */
+/** The names files still referenced when unlinked are hidden under (lowLevelFuse.ts, after libfuse 2). */
 const LIBFUSE_HIDDEN_NAME = /^\.fuse_hidden[0-9a-f]{16}$/;
 
 /** A slot offset in the transaction's pack (dirty), a committed block hash, or null for zeros. */
@@ -499,8 +499,8 @@ export class Session {
 
   /**
    * Stamps the entry with the session clock, whatever time was asked for. Timestamps are part of
-   * the hashed state, and FUSE delivers `touch`'s UTIME_NOW as this server's wall clock (and
-   * fuse-native passes atime in place of mtime), so honouring the value would let nodes diverge.
+   * the hashed state, and FUSE delivers `touch`'s UTIME_NOW as this server's wall clock, so
+   * honouring the value would let nodes diverge.
    */
   utimens(path: string): void {
     this.assertWritable(path);

@@ -120,7 +120,7 @@ export class StatefsMount {
 }
 
 /**
- * A statefs child that has booted (Node, fuse-native, modules: most of a mount's time) but not yet
+ * A statefs child that has booted (Node, the FUSE add-on, modules: most of a mount's time) but not yet
  * opened the store or mounted: mount() does that, when the store is free. Lets a node overlap the
  * boot with work that holds the store, such as its start-up check or a state sync.
  */
