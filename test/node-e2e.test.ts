@@ -131,6 +131,20 @@ new HotPocket.Contract().init(async (ctx) => {
   const deadline = Date.now() + 20_000;
   while (counts().warm < 8 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
   assert.ok(counts().warm >= 8, `warm-started executions: ${JSON.stringify(counts())}`);
+  // Stop while the waiting process is blocked in its held write: a FUSE request handed to the
+  // server keeps even a SIGKILLed process in the kernel until it is answered, so the stop must end
+  // the session before it waits for that process (it used to hang here now and then).
+  const mountDir = path.join(dir, 'run', 'rw');
+  const blockedInWrite = () => fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).some((p) => {
+    try {
+      return fs.readlinkSync(`/proc/${p}/cwd`).startsWith(mountDir) && fs.readFileSync(`/proc/${p}/wchan`, 'utf8') === 'request_wait_answer';
+    } catch {
+      return false; // gone meanwhile, or not ours to read
+    }
+  });
+  const until = Date.now() + 10_000;
+  while (!blockedInWrite() && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(blockedInWrite(), 'a warm process waits in its held module-level write');
   await running.stop();
 
   const view = exportStore(running.node.paths.store, path.join(dir, 'export'));

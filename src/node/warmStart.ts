@@ -114,8 +114,12 @@ export class WarmStart {
 
   private async drop(n: Prepared): Promise<void> {
     this.counts.discarded++;
-    await n.proc.discard();
+    const exited = n.proc.discard(); // the kill is sent at once
+    // End the session before waiting for the exit: a write the process made while loading is held
+    // until the session's clock is set, and a FUSE request already handed to the server keeps even
+    // a killed process in the kernel until it is answered. Ending the session answers it (EIO).
     if (n.mount === this.mount()) await n.mount.rollback();
+    await exited;
   }
 }
 
