@@ -2,7 +2,9 @@
 // records readdir answers with. The mount itself is exercised by statefs-posix.test.ts.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { direntBuffer, NodeTable } from '../src/state/lowLevelFuse';
+import os from 'node:os';
+import { WriteGate } from '../src/state/fuseOps';
+import { direntBuffer, guarded, NodeTable } from '../src/state/lowLevelFuse';
 
 test('NodeTable: ids follow renames, unlinked nodes lose their path, forget frees ids', () => {
   const t = new NodeTable();
@@ -85,4 +87,26 @@ test('direntBuffer: 8-byte aligned fuse_dirent records from an offset, as many a
   const [some, k] = direntBuffer(names, 0, 64); // 32 bytes per short record: two fit in 64, not three
   assert.deepEqual(parse(some, k).map((e) => e.name), ['.', '..']);
   assert.equal(direntBuffer(names, 5, 4096)[1], 0, 'past the end: nothing');
+});
+
+test('a handler that throws answers its request with EIO; a held operation that throws does not block the rest', (t) => {
+  const replies: Array<[number, number]> = [];
+  const binding = { replyErr: (slot: number, errno: number) => replies.push([slot, errno]) } as unknown as Parameters<typeof guarded>[1];
+  const stderr = t.mock.method(process.stderr, 'write', () => true);
+  const h = guarded({ lookup: () => { throw new Error('bug'); }, forget: () => { throw new Error('bug'); }, getattr: (slot: number) => binding.replyErr(slot, 0) }, binding);
+  h.lookup(7, 1, 'x');
+  h.forget(-1, 2, 1); // a notification: nothing to answer
+  h.getattr(3);
+  assert.deepEqual(replies, [[7, os.constants.errno.EIO], [3, 0]]);
+  assert.equal(stderr.mock.callCount(), 2, 'each failure is reported');
+
+  const gate = new WriteGate();
+  gate.hold();
+  const ran: number[] = [];
+  gate.pass(() => undefined, () => ran.push(1));
+  gate.pass(() => undefined, () => { throw new Error('bug'); });
+  gate.pass(() => undefined, () => ran.push(3));
+  gate.release(true);
+  assert.deepEqual(ran, [1, 3]);
+  assert.equal(stderr.mock.callCount(), 3);
 });

@@ -55,7 +55,14 @@ export class WriteGate {
     this.held = false;
     const queue = this.queue;
     this.queue = [];
-    for (const op of queue) op(run);
+    // One op that throws must not leave the ones after it (and their callers) waiting for ever.
+    for (const op of queue) {
+      try {
+        op(run);
+      } catch (err) {
+        process.stderr.write(`statefs: a held operation failed: ${(err as Error).stack ?? err}\n`);
+      }
+    }
   }
 
   pass(cb: Cb, op: () => void): void {

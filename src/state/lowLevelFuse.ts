@@ -228,7 +228,7 @@ export class LowLevelFuse {
       this.table.clear();
       this.dirs.clear();
       const options = ['fsname=hpstate', 'subtype=hpstate', 'allow_other', 'auto_unmount', this.opts.readOnly ? 'ro' : 'rw'].join(',');
-      b.mount(this.mountpoint, options, this.handlers());
+      b.mount(this.mountpoint, options, guarded(this.handlers(), b));
       this.mounted = true;
     } catch (err) {
       return cb(err as Error);
@@ -246,7 +246,7 @@ export class LowLevelFuse {
     cb(null);
   }
 
-  private handlers(): object {
+  private handlers(): Record<string, (slot: number, ...args: any[]) => void> {
     const b = loadBinding();
     const ops = this.ops;
     const table = this.table;
@@ -451,6 +451,22 @@ export class LowLevelFuse {
       },
     };
   }
+}
+
+/**
+ * A handler that throws (a bug, never a caller's bad input: those come back as errnos) answers its
+ * request with EIO and the mount goes on serving everyone else, instead of the exception taking
+ * the statefs child down.
+ */
+export function guarded(handlers: Record<string, (slot: number, ...args: any[]) => void>, b: Binding): Record<string, (slot: number, ...args: any[]) => void> {
+  return Object.fromEntries(Object.entries(handlers).map(([name, fn]) => [name, (slot: number, ...args: unknown[]) => {
+    try {
+      fn(slot, ...args);
+    } catch (err) {
+      process.stderr.write(`statefs: ${name} failed, answering EIO: ${(err as Error).stack ?? err}\n`);
+      if (slot >= 0) b.replyErr(slot, E.EIO); // reported, not thrown, if it had been answered already
+    }
+  }]));
 }
 
 /** struct fuse_dirent records for names[offset..] that fit in `size` bytes: [buffer, length]. */
