@@ -142,13 +142,6 @@ static void call(enum op op, fuse_req_t req, const struct fuse_file_info *fi, si
   }
 }
 
-static void with_scope(void (*fn)(void *), void *arg) {
-  napi_handle_scope scope;
-  napi_open_handle_scope(g.env, &scope);
-  fn(arg);
-  napi_close_handle_scope(g.env, scope);
-}
-
 // ---- low-level operations -----------------------------------------------------------------------
 
 static void ll_init(void *userdata, struct fuse_conn_info *conn) {
@@ -160,6 +153,7 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn) {
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 }
 
+// The JS values of one call live in a handle scope of their own (forget_multi makes many calls).
 #define SCOPED(...) do { napi_handle_scope scope_; napi_open_handle_scope(g.env, &scope_); __VA_ARGS__; napi_close_handle_scope(g.env, scope_); } while (0)
 
 static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
@@ -300,11 +294,6 @@ static void stop_polling(void) {
   }
 }
 
-static void process_one(void *unused) {
-  (void)unused;
-  fuse_session_process_buf(g.se, &g.buf);
-}
-
 static void on_readable(uv_poll_t *handle, int status, int events) {
   (void)handle; (void)events;
   if (status < 0 || !g.se) return;
@@ -316,7 +305,7 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
       stop_polling();
       return;
     }
-    with_scope(process_one, NULL);
+    fuse_session_process_buf(g.se, &g.buf); // each handler opens its own handle scope (SCOPED)
   }
 }
 

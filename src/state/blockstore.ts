@@ -273,11 +273,10 @@ export class ObjectStore {
     return decodeFile(this.get(hash, ObjectKind.File));
   }
 
-  /** The ordered block hashes of a file node, walking its fan-out tree. */
   /**
-   * A file's size, block hashes and the hashes of its list nodes by level (`lists[k - 1]`: the
-   * lists k levels above the blocks; the last level is the file node's children), so a commit can
-   * re-hash only the lists above changed blocks.
+   * A file's size, its ordered block hashes and the hashes of its list nodes by level
+   * (`lists[k - 1]`: the lists k levels above the blocks; the last level is the file node's
+   * children), so a commit can re-hash only the lists above changed blocks.
    */
   fileBlocks(fileHash: Buffer): { size: number; blocks: Buffer[]; lists: Buffer[][] } {
     const file = this.getFile(fileHash);

@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { cleanStaleMounts } from './mounts';
+import { LIBFUSE_HIDDEN_NAME } from './session';
 
 type Cb = (...args: any[]) => void;
 export type PathOps = Record<string, Cb>;
@@ -41,11 +42,6 @@ function loadBinding(): Binding {
     throw new Error(`cannot load ${BINDING_PATH} (${(err as Error).message}): build it with \`npm run build\` (needs gcc and libfuse3-dev; scripts/setup.sh installs them)`);
   }
   return binding;
-}
-
-/** Whether the native helper is built (tests and tools that need it say so clearly otherwise). */
-export function lowLevelFuseAvailable(): boolean {
-  return fs.existsSync(BINDING_PATH);
 }
 
 /** Kernel cache lifetime of entries, negative entries and attributes: see statefsChild.ts. */
@@ -198,8 +194,7 @@ export class NodeTable {
 }
 
 let hiddenCounter = 0;
-const HIDDEN = /^\.fuse_hidden[0-9a-f]{16}$/;
-const isHiddenName = (name: string) => HIDDEN.test(name);
+const isHiddenName = (name: string) => LIBFUSE_HIDDEN_NAME.test(name);
 const nextHiddenName = () => `.fuse_hidden${(process.pid >>> 0).toString(16).padStart(8, '0')}${(++hiddenCounter >>> 0).toString(16).padStart(8, '0')}`;
 
 export interface LowLevelFuseOptions {
@@ -277,13 +272,12 @@ export class LowLevelFuse {
     const replyNewEntry = (slot: number, parent: number, name: string, p: string) =>
       ops.getattr(p, (err: number, st: never) => (err ? fail(slot, err) : b.replyEntry(slot, fillAttr(table.ref(parent, name), st), CACHE_SEC)));
     /**
-     * Runs `then` after moving (parent, name) out of the way if anything still refers to its node:
-     * an open handle, or the kernel, which may have walked a path to it just before an unlink or
-     * a rename over it and then asks about it by id. A disk filesystem answers such calls for the
-     * old file; so does the hidden name, until the last close and the kernel's FORGET.
+     * Moves (parent, name) to a hidden name, then runs `then`: for a node something still refers
+     * to (table.isHeld): an open handle, or the kernel, which may have walked a path to it just
+     * before an unlink or a rename over it and then asks about it by id. A disk filesystem answers
+     * such calls for the old file; so does the hidden name, until the last close and the FORGET.
      */
-    const hideIfHeld = (slot: number, parent: number, name: string, then: () => void) => {
-      if (!table.isHeld(table.idOf(parent, name))) return then();
+    const hideAside = (slot: number, parent: number, name: string, then: () => void) => {
       const hidden = nextHiddenName();
       ops.rename(table.childPath(parent, name)!, table.childPath(parent, hidden)!, (err: number) => {
         if (err) return fail(slot, err);
@@ -339,7 +333,7 @@ export class LowLevelFuse {
       unlink: (slot: number, parent: number, name: string) => {
         const p = childOr(slot, parent, name);
         if (p === null) return;
-        if (table.isHeld(table.idOf(parent, name))) return hideIfHeld(slot, parent, name, () => b.replyErr(slot, 0));
+        if (table.isHeld(table.idOf(parent, name))) return hideAside(slot, parent, name, () => b.replyErr(slot, 0));
         ops.unlink(p, (err: number) => {
           if (err) return fail(slot, err);
           table.unlinked(parent, name);
@@ -368,13 +362,13 @@ export class LowLevelFuse {
           table.moved(parent, name, newParent, newName);
           b.replyErr(slot, 0);
         });
-        if (table.idOf(newParent, newName) === undefined) return go();
+        if (!table.isHeld(table.idOf(newParent, newName))) return go();
         // Only a non-directory replacing another is moved aside first: the checks that involve a
         // directory (ENOTEMPTY, EISDIR, ENOTDIR) need the target where it is.
         const isDir = (st: { mode: number }) => (st.mode & S_IFMT) === S_IFDIR;
         ops.getattr(to, (err: number, st: never) => {
           if (err || isDir(st)) return go();
-          ops.getattr(from, (e: number, fromSt: never) => (e || isDir(fromSt) ? go() : hideIfHeld(slot, newParent, newName, go)));
+          ops.getattr(from, (e: number, fromSt: never) => (e || isDir(fromSt) ? go() : hideAside(slot, newParent, newName, go)));
         });
       },
       open: (slot: number, id: number, flags: number) => {

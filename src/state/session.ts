@@ -23,10 +23,10 @@ export class FsError extends Error {
   }
 }
 
-/** Names libfuse gives files that are unlinked while still open; never part of the state. */
+/** Prefix of the names a file still in use gets when it is unlinked; never part of the state. */
 export const HIDDEN_PREFIX = '.fuse_hidden';
 /** The names files still referenced when unlinked are hidden under (lowLevelFuse.ts, after libfuse 2). */
-const LIBFUSE_HIDDEN_NAME = /^\.fuse_hidden[0-9a-f]{16}$/;
+export const LIBFUSE_HIDDEN_NAME = /^\.fuse_hidden[0-9a-f]{16}$/;
 
 /** A slot offset in the transaction's pack (dirty), a committed block hash, or null for zeros. */
 type BlockRef = number | Buffer | null;
@@ -558,39 +558,32 @@ export class Session {
     const blocks = this.blocksOf(node);
     const blockHash = this.blockHasher(node);
     const depth = fileDepth(blocks.length);
-    const lists = node.lists;
-    let top: Buffer[];
-    if (depth > 0 && lists?.length === depth) {
-      // Only the lists above changed blocks are re-hashed: the cost follows the change, not the file.
-      let changed = [...(node.dirtyGroups ?? [])];
-      for (let g = node.dirtyFrom; g < Math.ceil(blocks.length / FANOUT); g++) changed.push(g);
-      let below = blockHash;
-      let belowCount = blocks.length;
-      for (let k = 1; k <= depth; k++) {
-        const level = lists[k - 1];
-        const count = Math.ceil(belowCount / FANOUT);
-        level.length = count;
-        for (const g of changed) {
-          if (g >= count) continue;
-          const children: Buffer[] = [];
-          for (let i = g * FANOUT; i < Math.min(belowCount, (g + 1) * FANOUT); i++) children.push(below(i));
-          level[g] = txn.put(ObjectKind.List, encodeList(k - 1, children));
-        }
-        changed = [...new Set(changed.map((g) => Math.floor(g / FANOUT)))];
-        below = (i) => level[i];
-        belowCount = count;
+    if (depth === 0) return txn.put(ObjectKind.File, encodeFile(node.size, 0, blocks.map((_, i) => blockHash(i))));
+    // Only the lists above changed blocks are re-hashed, so the cost follows the change, not the
+    // file. Without the lists it was loaded with (a new file, or its depth changed), all of them are.
+    const groups = Math.ceil(blocks.length / FANOUT);
+    const known = node.lists?.length === depth;
+    const lists = known ? node.lists! : Array.from({ length: depth }, (): Buffer[] => []);
+    const dirty = new Set(known ? node.dirtyGroups : []);
+    for (let g = known ? node.dirtyFrom : 0; g < groups; g++) dirty.add(g);
+    let changed = [...dirty];
+    let below = blockHash;
+    let belowCount = blocks.length;
+    for (let k = 1; k <= depth; k++) {
+      const level = lists[k - 1];
+      const count = Math.ceil(belowCount / FANOUT);
+      level.length = count;
+      for (const g of changed) {
+        if (g >= count) continue;
+        const children: Buffer[] = [];
+        for (let i = g * FANOUT; i < Math.min(belowCount, (g + 1) * FANOUT); i++) children.push(below(i));
+        level[g] = txn.put(ObjectKind.List, encodeList(k - 1, children));
       }
-      top = lists[depth - 1];
-    } else {
-      let level = blocks.map((_, i) => blockHash(i));
-      for (let d = 0; d < depth; d++) {
-        const next: Buffer[] = [];
-        for (let i = 0; i < level.length; i += FANOUT) next.push(txn.put(ObjectKind.List, encodeList(d, level.slice(i, i + FANOUT))));
-        level = next;
-      }
-      top = level;
+      changed = [...new Set(changed.map((g) => Math.floor(g / FANOUT)))];
+      below = (i) => level[i];
+      belowCount = count;
     }
-    return txn.put(ObjectKind.File, encodeFile(node.size, depth, top));
+    return txn.put(ObjectKind.File, encodeFile(node.size, depth, lists[depth - 1]));
   }
 
   /** Hash of block `idx` of a file being committed: stored as is, a dirty slot adopted in place, or zeros. */
