@@ -8,7 +8,7 @@ import path from 'node:path';
 import { ObjectStore } from '../src/state/blockstore';
 import { Session } from '../src/state/session';
 import { exportSnapshot, importDirectory } from '../src/state/importExport';
-import { decodeDir, decodeList, encodeDir, EntryKind, fileDepth, FANOUT, nameError } from '../src/state/objects';
+import { decodeDir, decodeList, encodeDir, EntryKind, fileDepth, FANOUT, nameError, ObjectKind } from '../src/state/objects';
 import { tempDir } from './helpers/fixtures';
 
 const T = 1_700_000_000_000;
@@ -259,6 +259,38 @@ test('a torn tail past HEAD (crash mid-commit) is dropped on open', (t) => {
   assert.equal(readFile(s3, '/a').toString(), 'committed');
   assert.throws(() => s3.getattr('/b'), /ENOENT/);
   s3.rollback();
+});
+
+test('a checkpoint makes what was put durable while puts go on; a crash after it keeps exactly that', async (t) => {
+  const dir = path.join(tempDir(t), 'store');
+  let store = ObjectStore.create(dir, { timeMs: T });
+  const root = store.current.root;
+  const txn = store.begin();
+  txn.writeBehind();
+  const blocks = Array.from({ length: 40 }, () => crypto.randomBytes(64 * 1024));
+  const hashes = blocks.slice(0, 20).map((b) => txn.put(ObjectKind.Block, b));
+  const running = txn.checkpoint();
+  assert.throws(() => txn.persist(), /checkpoint .* still running/); // ending it now would race HEAD
+  const later = blocks.slice(20).map((b) => txn.put(ObjectKind.Block, b)); // puts go on meanwhile
+  await running;
+  await txn.drain(0);
+  assert.ok(later.every((h) => txn.has(h)) && hashes.every((h) => store.has(h)));
+  // "Crash": the process dies with the transaction open; the next writer opens the store.
+  (store as unknown as { txn: null }).txn = null;
+  fs.writeFileSync(path.join(dir, 'LOCK'), '999999\n');
+  store.close();
+  store = ObjectStore.open(dir);
+  t.after(() => store.close());
+  assert.equal(store.current.root, root, 'no snapshot came of it');
+  hashes.forEach((h, i) => assert.ok(store.get(h, ObjectKind.Block).equals(blocks[i]), `checkpointed block ${i} survives`));
+  assert.ok(later.every((h) => !store.has(h)), 'blocks put after the checkpoint are gone');
+  // A transaction that checkpoints and then aborts keeps the checkpointed objects, not the rest.
+  const txn2 = store.begin();
+  const kept = txn2.put(ObjectKind.Block, blocks[20]);
+  await txn2.checkpoint();
+  const dropped = txn2.put(ObjectKind.Block, blocks[21]);
+  txn2.abort();
+  assert.ok(store.has(kept) && !store.has(dropped));
 });
 
 test('a second writer is refused while the first is alive', (t) => {

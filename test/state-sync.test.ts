@@ -9,6 +9,9 @@ import { test } from 'node:test';
 import { ObjectStore } from '../src/state/blockstore';
 import { exportSnapshot, importDirectory } from '../src/state/importExport';
 import { corruptObjects } from '../src/state/integrity';
+import { BYTE_LIST_ITEM_HEADER, decodeByteList, writeByteList } from '../src/node/peerMessages';
+import { allocRes } from '../src/p2p/wire';
+import { hashObject, hashObjectBorrowingRoom, ObjectKind } from '../src/state/objects';
 import { syncState } from '../src/state/sync';
 import { tempDir } from './helpers/fixtures';
 
@@ -83,6 +86,35 @@ test('a peer serving wrong bytes is rejected and dropped; the sync completes fro
   assert.equal(target.current.root, source.current.root);
   assert.ok(r.objectsRejected > 0 && bad.every((p) => p === 'liar') && bad.length > 0);
   assert.equal(liarAsked, 1, 'after one bad batch the liar is not asked again');
+});
+
+test('hashing an object in a frame borrows the bytes before it and puts them back', () => {
+  const frame = crypto.randomBytes(40 + BLOCK);
+  const before = Buffer.from(frame);
+  for (const [at, kind] of [[0, ObjectKind.Block], [3, ObjectKind.List], [8, ObjectKind.Block], [40, ObjectKind.Dir]] as const) {
+    const content = frame.subarray(at, at + 1000);
+    assert.ok(hashObjectBorrowingRoom(kind, content).equals(hashObject(kind, content)), `object at ${at}`);
+    assert.ok(frame.equals(before), `bytes before the object at ${at} restored`);
+  }
+});
+
+test('answers framed as on the wire are verified in place: same result, frames untouched, liars still caught', async (t) => {
+  const source = storeFrom(t, (d) => d.fill(3, 0, 8 * BLOCK));
+  const target = storeFrom(t);
+  const frames: Array<{ frame: Buffer; copy: Buffer }> = [];
+  const fetch = async (peer: string, hashes: Buffer[]) => {
+    const items = hashes.map((h) => (source.has(h) ? source.get(h) : null));
+    if (peer === 'liar') items.forEach((it) => it?.fill(0xee, 0, 1));
+    const { frame, body } = allocRes(7, items.reduce((n, it) => n + BYTE_LIST_ITEM_HEADER + (it?.length ?? 0), 0));
+    writeByteList(body, items, (it, into) => it.copy(into));
+    frames.push({ frame, copy: Buffer.from(frame) });
+    return decodeByteList(body, hashes.length, 'test answer');
+  };
+  const bad: string[] = [];
+  const r = await syncState(target, Buffer.from(source.current.root, 'hex'), { peers: ['liar', 'honest'], fetch, answersHaveRoom: true, timeMs: 5, batch: 4, parallel: 2, onBadPeer: (p) => bad.push(p) });
+  assert.equal(target.current.root, source.current.root);
+  assert.ok(r.objectsRejected > 0 && bad.length > 0 && bad.every((p) => p === 'liar'));
+  assert.ok(frames.every((f) => f.frame.equals(f.copy)), 'no answer frame was left changed');
 });
 
 test('a sync stopped half-way resumes without fetching again what it stored; nothing is current until complete', async (t) => {

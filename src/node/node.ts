@@ -874,6 +874,7 @@ export class HpNode extends EventEmitter {
         const res = await syncState(store, last.stateHash, {
           peers: () => this.net!.connectedPeers().filter((p) => this.unlHex.includes(p)),
           fetch: (peer, hashes) => this.fetchObjects(peer, hashes),
+          answersHaveRoom: true, // decodeByteList views of one answer frame (p2p/wire.ts allocRes)
           batch: MAX_OBJECTS_PER_REQUEST,
           timeMs: last.timestampMs,
           distrust: this.distrusted,

@@ -12,6 +12,7 @@
 // Whatever a crash leaves past the lengths HEAD names is torn or uncommitted, and a writer that
 // opens the store truncates it away, so the store always opens at the last committed root.
 import fs from 'node:fs';
+import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { HASH_BYTES, toHex } from '../crypto/hash';
 import {
@@ -341,12 +342,7 @@ export class ObjectStore {
       return null;
     }
     fs.fdatasyncSync(this.packFd(txn.pack));
-    const records = Buffer.alloc(outcome.added.size * INDEX_RECORD_BYTES);
-    let o = 0;
-    for (const [hex, loc] of outcome.added) {
-      writeIndexRecord(records, o, hex, loc);
-      o += INDEX_RECORD_BYTES;
-    }
+    const records = indexRecords(outcome.added);
     if (records.length > 0) {
       fs.writeSync(this.indexFd, records, 0, records.length, this.head.indexBytes);
       fs.fdatasyncSync(this.indexFd);
@@ -362,11 +358,52 @@ export class ObjectStore {
       commits: snapshot?.commit ?? this.head.commits,
       snapshots,
     });
-    for (const [hex, loc] of outcome.added) {
-      this.index.set(hex, loc);
-      if (loc.kind === ObjectKind.Block) this.verified.add(hex); // hashed from these very bytes at commit
-    }
+    this.register(outcome.added);
     return snapshot;
+  }
+
+  /**
+   * Called by StoreTxn.checkpoint(): makes `entries` (all within the first `packBytes` of the
+   * pack, whose writes have completed) durable and part of the store while the transaction stays
+   * open. The same steps as a commit without a snapshot, each on a libuv thread.
+   */
+  async checkpointTxn(txn: StoreTxn, entries: ReadonlyArray<[string, ObjectLocation]>, packBytes: number): Promise<void> {
+    if (this.txn !== txn) throw new StoreError('transaction is not the open one');
+    await new Promise<void>((resolve, reject) => fs.fdatasync(this.packFd(txn.pack), (err) => (err ? reject(err) : resolve())));
+    const records = indexRecords(entries);
+    const fh = await fsp.open(path.join(this.dir, `index.${this.head.indexGen}`), 'r+');
+    try {
+      await fh.write(records, 0, records.length, this.head.indexBytes);
+      await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+    const head = { ...this.head, indexBytes: this.head.indexBytes + records.length, activePackBytes: packBytes };
+    const tmp = path.join(this.dir, 'HEAD.tmp');
+    const hf = await fsp.open(tmp, 'w');
+    try {
+      await hf.writeFile(headText(head));
+      await hf.sync();
+    } finally {
+      await hf.close();
+    }
+    await fsp.rename(tmp, path.join(this.dir, 'HEAD'));
+    const dir = await fsp.open(this.dir, 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+    this.head = head;
+    this.register(entries);
+  }
+
+  /** Objects a transaction made durable join the index; its blocks were hashed from these very bytes. */
+  private register(entries: Iterable<[string, ObjectLocation]>): void {
+    for (const [hex, loc] of entries) {
+      this.index.set(hex, loc);
+      if (loc.kind === ObjectKind.Block) this.verified.add(hex);
+    }
   }
 
   private rollPack(): void {
@@ -565,7 +602,7 @@ export class ObjectStore {
   private writeHead(head: Head): void {
     const tmp = path.join(this.dir, 'HEAD.tmp');
     const fd = fs.openSync(tmp, 'w');
-    fs.writeSync(fd, JSON.stringify(head, null, 1) + '\n');
+    fs.writeSync(fd, headText(head));
     fs.fsyncSync(fd);
     fs.closeSync(fd);
     fs.renameSync(tmp, path.join(this.dir, 'HEAD'));
@@ -678,6 +715,9 @@ export class StoreTxn {
   private inflight = 0;
   private writeError: Error | null = null;
   private drained: Array<() => void> = [];
+  /** Asynchronous writes not yet completed (a checkpoint waits for those issued before it). */
+  private readonly writes = new Set<Promise<void>>();
+  private checkpointing = false;
 
   constructor(private readonly store: ObjectStore, readonly pack: number, readonly fd: number, readonly base: number) {
     this.next = base;
@@ -783,14 +823,19 @@ export class StoreTxn {
     this.pendingBytes = 0;
     if (async) {
       this.inflight += length;
-      fs.writev(this.fd, batch, this.pendingStart, (err, n) => {
-        this.inflight -= length;
-        if (err || n < length) this.writeError ??= new StoreError(`cannot write to pack ${this.pack}: ${err?.message ?? `short write (${n} of ${length} bytes)`}`);
-        else this.noteWritten(length);
-        const waiting = this.drained;
-        this.drained = [];
-        for (const w of waiting) w();
-      });
+      const write = new Promise<void>((resolve) =>
+        fs.writev(this.fd, batch, this.pendingStart, (err, n) => {
+          this.inflight -= length;
+          this.writes.delete(write);
+          if (err || n < length) this.writeError ??= new StoreError(`cannot write to pack ${this.pack}: ${err?.message ?? `short write (${n} of ${length} bytes)`}`);
+          else this.noteWritten(length);
+          const waiting = this.drained;
+          this.drained = [];
+          for (const w of waiting) w();
+          resolve();
+        }),
+      );
+      this.writes.add(write);
       return;
     }
     if (batch.length === 1) return this.writeAt(this.pendingStart, batch[0]);
@@ -818,6 +863,29 @@ export class StoreTxn {
     return this.store.finishTxn(this, { root, meta, added: this.added, packBytes: this.next })!;
   }
 
+  /**
+   * Makes the objects put so far durable and part of the store (a sync's resume point) while the
+   * transaction stays open: puts go on meanwhile and become durable at the next checkpoint, persist
+   * or commit. The flushes run on libuv's threads, so the caller's thread is never blocked on the
+   * disk. One at a time; await it before commit(), persist() or abort().
+   */
+  async checkpoint(): Promise<void> {
+    this.assertOpen();
+    this.assertNoCheckpoint();
+    this.checkpointing = true;
+    try {
+      this.writePending(this.behind);
+      const packBytes = this.next;
+      const entries = [...this.added];
+      await Promise.all([...this.writes]);
+      if (this.writeError) throw this.writeError;
+      await this.store.checkpointTxn(this, entries, packBytes);
+      for (const [hex] of entries) this.added.delete(hex);
+    } finally {
+      this.checkpointing = false;
+    }
+  }
+
   /** Makes the objects put so far durable without a new snapshot, and ends the transaction. */
   persist(): void {
     this.assertOpen();
@@ -829,6 +897,7 @@ export class StoreTxn {
 
   abort(): void {
     if (this.done) return;
+    this.assertNoCheckpoint();
     this.done = true;
     this.store.finishTxn(this, null);
   }
@@ -838,6 +907,7 @@ export class StoreTxn {
   }
 
   private assertDrained(): void {
+    this.assertNoCheckpoint();
     if (this.inflight > 0) throw new StoreError('write-behind transaction not drained: await drain() first', 'EBUSY');
     if (this.writeError) throw this.writeError;
   }
@@ -845,6 +915,26 @@ export class StoreTxn {
   private assertOpen(): void {
     if (this.done) throw new StoreError('transaction already finished');
   }
+
+  /** Ending the transaction while a checkpoint writes HEAD would race it. */
+  private assertNoCheckpoint(): void {
+    if (this.checkpointing) throw new StoreError('a checkpoint of this transaction is still running: await it first', 'EBUSY');
+  }
+}
+
+function headText(head: Head): string {
+  return JSON.stringify(head, null, 1) + '\n';
+}
+
+function indexRecords(entries: Iterable<[string, ObjectLocation]> & ({ size: number } | { length: number })): Buffer {
+  const n = 'size' in entries ? entries.size : entries.length;
+  const records = Buffer.alloc(n * INDEX_RECORD_BYTES);
+  let o = 0;
+  for (const [hex, loc] of entries) {
+    writeIndexRecord(records, o, hex, loc);
+    o += INDEX_RECORD_BYTES;
+  }
+  return records;
 }
 
 function writeIndexRecord(buf: Buffer, o: number, hex: string, loc: ObjectLocation): void {

