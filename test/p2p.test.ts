@@ -13,7 +13,8 @@ import { helloPayload, newChallenge, signHello, verifyHello } from '../src/p2p/h
 import { SeenIds } from '../src/p2p/dedup';
 import { backoffDelayMs, parsePeerAddress, peerUrl } from '../src/p2p/dialTarget';
 import { PeerCloseCode, PeerLimits, resolvePeerLimits } from '../src/p2p/limits';
-import { PeerEvent, PeerMessage, PeerNetwork } from '../src/p2p/network';
+import { BULK_PROTOCOL, BULK_TICKET_HEADER, FrameReader, TicketBook } from '../src/p2p/bulk';
+import { PeerEvent, PeerMessage, PeerNetwork, PeerRequest } from '../src/p2p/network';
 import { allocRes, decodeFrame, encodeAuth, encodeHello, encodeMsg, encodeValue, Frame, HelloFrame, MessageContext, PROTOCOL_VERSION } from '../src/p2p/wire';
 
 const CONTRACT = '6a1e07a2-5b43-4c1b-9f0e-p2p-test';
@@ -548,4 +549,95 @@ test('requests: answered by that peer only, large answers exempt from the byte b
   await B.net.stop();
   assert.equal(await pending, null);
   assert.ok(Date.now() - t1 < 5000, 'resolved by the disconnect, not the 10 s timeout');
+});
+
+/** A raw TCP client on the peer port: sends `request` bytes, resolves with all it got until closed. */
+function rawTcp(port: number, localAddress: string, request: Buffer[], keepOpenMs = 3000): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const got: Buffer[] = [];
+    const sock = net.connect({ port, host: '127.0.0.1', localAddress }, () => request.forEach((b) => sock.write(b)));
+    const timer = setTimeout(() => sock.destroy(), keepOpenMs);
+    sock.on('data', (d) => got.push(d));
+    sock.on('error', () => undefined);
+    sock.on('close', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(got));
+    });
+  });
+}
+
+const upgrade = (ticketHex: string) => Buffer.from(`GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: ${BULK_PROTOCOL}\r\n${BULK_TICKET_HEADER}: ${ticketHex}\r\n\r\n`);
+
+test('bulk streams: big answers over a ticketed TCP stream beside the link; bad tickets and bad frames refused; no listener → the link; a lost link ends them', async (t) => {
+  const [ka, kb, kc] = [generateKeyPair(), generateKeyPair(), generateKeyPair()];
+  const unl = [hex(ka), hex(kb), hex(kc)];
+  const A = await startNode(t, ka, { unl });
+  const B = await startNode(t, kb, { unl, peers: [A.addr] });
+  await waitFor(() => A.net.connectedPeers().length === 1 && B.net.connectedPeers().length === 1, 'A–B up');
+  const big = Buffer.alloc(900 * 1024, 7);
+  const onRequest = (r: PeerRequest) => {
+    if (r.kind === 'test.big') r.reply([r.body, big]);
+    // 'test.silent' is never answered
+  };
+  B.net.on('request', onRequest);
+  // B dialed A, so A opens its stream to the address B's link came from and the port B's ticket names.
+  const answers = await Promise.all(Array.from({ length: 12 }, (_, i) => A.net.bulkRequest(B.hex, 'test.big', Buffer.from(`q${i}:`), 5000)));
+  answers.forEach((a, i) => assert.ok(a && a.subarray(0, `q${i}:`.length).toString() === `q${i}:` && a.subarray(-big.length).equals(big), `answer ${i} is its own`));
+  assert.deepEqual(A.net.stats().bulk, { opened: 1, failed: 0, served: 0, refused: 0 }, 'one stream, opened once, carried all twelve');
+  assert.equal(B.net.stats().bulk.served, 1);
+  assert.equal(A.net.stats().peers[B.hex].answers, 1, 'only the ticket came over the WebSocket link');
+  // B → A as well (B dialed A: the stream goes to A's listen port).
+  A.net.on('request', onRequest);
+  assert.ok((await B.net.bulkRequest(A.hex, 'test.big', Buffer.from('x'), 5000))?.subarray(1).equals(big));
+  assert.equal(B.net.stats().bulk.opened, 1);
+
+  // A made-up ticket: 403, counted; the port keeps serving.
+  const refused = await rawTcp(B.port, '127.0.0.21', [upgrade('ab'.repeat(32))]);
+  assert.match(refused.toString(), /^HTTP\/1\.1 403/);
+  assert.equal(B.net.stats().bulk.refused, 1);
+  // A real ticket (asked for over the link) but a frame over the request limit: the stream is closed and
+  // counted against the peer the ticket was issued to; its link stays up.
+  const ticket = await A.net.request(B.hex, 'hpn.bulk', Buffer.alloc(0), 2000);
+  assert.ok(ticket && ticket.length === 34 && ticket.readUInt16BE(32) === B.port, 'ticket answer: 32 bytes and the port');
+  const huge = Buffer.alloc(4);
+  huge.writeUInt32BE(1 << 30);
+  const closed = await rawTcp(B.port, '127.0.0.22', [upgrade(ticket.subarray(0, 32).toString('hex')), huge]);
+  assert.match(closed.toString(), /^HTTP\/1\.1 101/);
+  await waitFor(() => B.net.stats().peers[A.hex].badMessages === 1, 'bad bulk frame counted');
+  // The same ticket a second time: single use.
+  assert.match((await rawTcp(B.port, '127.0.0.23', [upgrade(ticket.subarray(0, 32).toString('hex'))])).toString(), /^HTTP\/1\.1 403/);
+  assert.deepEqual(A.net.connectedPeers(), [B.hex]);
+
+  // A dial-only peer offers no stream: the answer comes over the link.
+  const C = new PeerNetwork({ contractId: CONTRACT, keys: kc, listen: null, peers: [A.addr], unl: () => unl, allowObservers: false, limits: TEST_LIMITS });
+  t.after(() => C.stop());
+  await C.start();
+  C.on('request', onRequest);
+  await waitFor(() => A.net.connectedPeers().includes(hex(kc)), 'A–C up');
+  assert.ok((await A.net.bulkRequest(hex(kc), 'test.big', Buffer.from('c'), 5000))?.subarray(1).equals(big));
+  assert.equal(A.net.stats().bulk.failed, 1);
+
+  // The link goes down while a bulk request waits: null, long before its timeout; the stream is gone.
+  const pending = A.net.bulkRequest(B.hex, 'test.silent', Buffer.alloc(0), 10_000);
+  const t1 = Date.now();
+  await B.net.stop();
+  assert.equal(await pending, null);
+  assert.ok(Date.now() - t1 < 5000, 'resolved by the disconnect, not the 10 s timeout');
+});
+
+test('bulk building blocks: frames split anywhere are reassembled, oversized ones refused; tickets are single use and expire', () => {
+  const frames: Buffer[] = [];
+  const reader = new FrameReader(100, (f) => frames.push(f));
+  const frame = (body: string) => Buffer.concat([Buffer.from([0, 0, 0, body.length]), Buffer.from(body)]);
+  const stream = Buffer.concat([frame('hello'), frame(''), frame('x'.repeat(100)), frame('end')]);
+  for (let i = 0; i < stream.length; i += 3) reader.push(stream, i, Math.min(stream.length, i + 3));
+  assert.deepEqual(frames.map((f) => f.subarray(4).toString()), ['hello', '', 'x'.repeat(100), 'end']);
+  assert.throws(() => reader.push(frame('y'.repeat(101))), /over the limit/);
+  const book = new TicketBook();
+  const t1 = book.issue('peer1', 1000);
+  assert.equal(book.redeem(t1.toString('hex'), 2000), 'peer1');
+  assert.equal(book.redeem(t1.toString('hex'), 2000), null, 'used once');
+  const t2 = book.issue('peer2', 1000);
+  assert.equal(book.redeem(t2.toString('hex'), 1000 + 10_000), null, 'expired');
+  assert.equal(book.redeem('00'.repeat(32), 1000), null);
 });

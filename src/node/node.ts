@@ -874,7 +874,7 @@ export class HpNode extends EventEmitter {
         const res = await syncState(store, last.stateHash, {
           peers: () => this.net!.connectedPeers().filter((p) => this.unlHex.includes(p)),
           fetch: (peer, hashes) => this.fetchObjects(peer, hashes),
-          answersHaveRoom: true, // decodeByteList views of one answer frame (p2p/wire.ts allocRes)
+          answersHaveRoom: true, // decodeByteList views of one answer frame (p2p/wire.ts allocRes, p2p/bulk.ts)
           batch: MAX_OBJECTS_PER_REQUEST,
           timeMs: last.timestampMs,
           distrust: this.distrusted,
@@ -939,7 +939,7 @@ export class HpNode extends EventEmitter {
 
   /** One hpn.getobj request: the objects in order (a prefix if the peer stopped early), null if unanswered. */
   private async fetchObjects(peer: string, hashes: Buffer[]): Promise<Array<Buffer | null> | null> {
-    const body = await this.net?.request(peer, REQUEST.objects, encodeGetObjects(hashes), SYNC_REQUEST_TIMEOUT_MS);
+    const body = await this.net?.bulkRequest(peer, REQUEST.objects, encodeGetObjects(hashes), SYNC_REQUEST_TIMEOUT_MS);
     if (!body) return null;
     return decodeByteList(body, hashes.length, 'hpn.getobj answer');
   }

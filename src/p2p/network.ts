@@ -9,6 +9,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { KeyPair, verify } from '../crypto/keys';
 import type { Logger } from '../node/log';
 import { BanList } from './bans';
+import { BULK_PROTOCOL, BULK_TICKET_HEADER, BULK_TICKET_REQUEST, BulkClient, decodeTicketAnswer, encodeTicketAnswer, serveBulk, TicketBook } from './bulk';
 import { SeenIds } from './dedup';
 import { backoffDelayMs, PeerAddress, parsePeerAddress, peerUrl } from './dialTarget';
 import { createEnvelope, decodeBody, envelopeId, messageId, signedBytes } from './envelope';
@@ -140,6 +141,8 @@ export interface PeerNetworkStats {
   };
   bans: Array<{ target: string; strikes: number; remainingMs: number }>;
   dedupEntries: number;
+  /** Bulk streams (bulk.ts): ours opened / failed to open, peers' accepted / refused (bad ticket). */
+  bulk: { opened: number; failed: number; served: number; refused: number };
 }
 
 export declare interface PeerNetwork {
@@ -174,6 +177,10 @@ interface Target {
 const REFUSALS = new Set<number>([PeerCloseCode.contractMismatch, PeerCloseCode.notInUnl, PeerCloseCode.banned, PeerCloseCode.handshakeFailed, PeerCloseCode.tooManyBadMessages, PeerCloseCode.handshakeTimeout, PeerCloseCode.full, PeerCloseCode.versionMismatch]);
 const NOOP_LOG: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => NOOP_LOG };
 const STOP_WAIT_MS = 3000;
+/** After a bulk stream could not be opened to a peer, its big answers come over the link this long. */
+const BULK_RETRY_MS = 30_000;
+/** Requests one bulk stream may have unanswered (a requester keeps a handful in flight). */
+const MAX_BULK_PENDING = 64;
 
 export class PeerNetwork extends EventEmitter {
   readonly contractId: string;
@@ -203,6 +210,11 @@ export class PeerNetwork extends EventEmitter {
   /** Our requests waiting for an answer, by id; ids start at random so a restarted node does not reuse recent ones. */
   private readonly waiting = new Map<number, { peer: string; done: (body: Buffer | null) => void }>();
   private nextRequestId = 1 + Math.floor(Math.random() * 2 ** 40);
+  /** Bulk streams (bulk.ts): tickets we handed out, streams we serve per peer, ours to each peer. */
+  private readonly tickets = new TicketBook();
+  private readonly bulkServed = new Map<string, Set<Socket>>();
+  private readonly bulkLinks = new Map<string, { client: Promise<BulkClient | null>; retryAt: number }>();
+  private readonly bulkCounts = { opened: 0, failed: 0, served: 0, refused: 0 };
 
   constructor(private readonly opts: PeerNetworkOptions) {
     super();
@@ -245,7 +257,7 @@ export class PeerNetwork extends EventEmitter {
         socket.destroy();
       });
       this.wss = new WebSocketServer({
-        server,
+        noServer: true, // upgrades are routed below: WebSocket peers, or a bulk stream
         maxPayload: this.limits.maxMessageBytes,
         perMessageDeflate: false, // compression bombs and CPU; bodies are mostly hashes and signatures
         clientTracking: false,
@@ -269,7 +281,10 @@ export class PeerNetwork extends EventEmitter {
           cb(true);
         },
       });
-      this.wss.on('connection', (ws, req) => this.accept(ws, req.socket.remoteAddress ?? '?'));
+      server.on('upgrade', (req: http.IncomingMessage, socket: Socket, head: Buffer) => {
+        if (String(req.headers.upgrade ?? '').toLowerCase() === BULK_PROTOCOL) return this.acceptBulk(req, socket, head);
+        this.wss?.handleUpgrade(req, socket, head, (ws) => this.accept(ws, req.socket.remoteAddress ?? '?'));
+      });
       this.wss.on('error', (err) => this.log.error(`peer listener: ${err.message}`));
       this.httpServer = server;
       await new Promise<void>((resolve, reject) => {
@@ -294,6 +309,7 @@ export class PeerNetwork extends EventEmitter {
       t.timer = null;
     }
     for (const w of [...this.waiting.values()]) w.done(null);
+    for (const peer of [...this.bulkServed.keys(), ...this.bulkLinks.keys()]) this.closeBulk(peer);
     for (const s of this.live) s.close(PeerCloseCode.goingAway, 'node stopping');
     const deadline = Date.now() + STOP_WAIT_MS;
     while (this.live.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
@@ -405,6 +421,116 @@ export class PeerNetwork extends EventEmitter {
     });
   }
 
+  /**
+   * request() over the peer's bulk stream (bulk.ts), opened on first use; for big answers (state
+   * objects). Falls back to the WebSocket link while a stream cannot be had (the peer offers none,
+   * or the connection failed: tried again after BULK_RETRY_MS).
+   */
+  async bulkRequest(pubkeyHex: string, kind: string, body: Uint8Array, timeoutMs: number): Promise<Buffer | null> {
+    const client = await this.bulkLink(pubkeyHex);
+    return client ? client.request(kind, body, timeoutMs) : this.request(pubkeyHex, kind, body, timeoutMs);
+  }
+
+  private bulkLink(peer: string): Promise<BulkClient | null> {
+    const now = this.clock();
+    const cur = this.bulkLinks.get(peer);
+    if (cur && (cur.retryAt === 0 || now < cur.retryAt)) return cur.client;
+    const s = this.sessions.get(peer);
+    if (!s) return Promise.resolve(null);
+    const entry = { client: Promise.resolve<BulkClient | null>(null), retryAt: 0 };
+    entry.client = this.openBulk(s).then(
+      (client) => {
+        this.bulkCounts.opened++;
+        client.onClose(() => {
+          if (this.bulkLinks.get(peer) === entry) this.bulkLinks.delete(peer);
+        });
+        if (this.bulkLinks.get(peer) !== entry) client.close(); // the peer went down meanwhile
+        return client;
+      },
+      (err: Error) => {
+        this.bulkCounts.failed++;
+        this.log.warn(`${s.label}: no bulk stream (${err.message}); big answers come over the peer link, ${BULK_RETRY_MS / 1000} s until the next try`);
+        entry.retryAt = this.clock() + BULK_RETRY_MS;
+        return null;
+      },
+    );
+    this.bulkLinks.set(peer, entry);
+    return entry.client;
+  }
+
+  private async openBulk(s: PeerSession): Promise<BulkClient> {
+    const answer = await this.request(s.peerHex, BULK_TICKET_REQUEST, Buffer.alloc(0), this.limits.handshakeTimeoutMs);
+    const t = answer && decodeTicketAnswer(answer);
+    if (!t) throw new Error(answer ? 'the peer offers none' : 'no answer to the ticket request');
+    // The host we dialed, or the address the peer's link came from; the port it told us.
+    const host = (s.targetKey && this.targets.get(s.targetKey)?.addr.host) || s.remoteAddress;
+    return BulkClient.open({ host, port: t.port, ticket: t.ticket, localAddress: this.opts.localAddress, maxAnswerBytes: this.limits.maxMessageBytes, connectTimeoutMs: this.limits.handshakeTimeoutMs });
+  }
+
+  /** A bulk upgrade on the peer port: admitted with a ticket we issued to a peer still connected. */
+  private acceptBulk(req: http.IncomingMessage, socket: Socket, head: Buffer): void {
+    const addr = socket.remoteAddress ?? '?';
+    const peer = this.tickets.redeem(String(req.headers[BULK_TICKET_HEADER] ?? ''), this.clock());
+    if (this.bans.remainingMs(`addr:${addr}`, this.clock()) > 0 || !peer || !this.sessions.has(peer)) {
+      this.bulkCounts.refused++;
+      this.preAuthOffense(addr, 'bulk stream upgrade without a valid ticket', false);
+      return void socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n');
+    }
+    this.bulkCounts.served++;
+    const served = this.bulkServed.get(peer) ?? new Set<Socket>();
+    this.bulkServed.set(peer, served);
+    served.add(socket);
+    socket.on('close', () => served.delete(socket));
+    const r = this.record(peer);
+    serveBulk(socket, head, {
+      maxPending: MAX_BULK_PENDING,
+      onRequest: (kind, body, reply) => {
+        if (!r.msgBucket.take(1, this.clock())) {
+          r.c.rateDropped++;
+          return void socket.destroy(); // unanswered requests would pile up: the requester falls back
+        }
+        r.c.delivered++;
+        this.emitSafe('request', this.peerRequest(peer, kind, body, reply));
+      },
+      onBad: (reason) => {
+        r.c.badMessages++;
+        r.c.lastBadReason = reason;
+        this.log.warn(`bulk stream from ${peer.slice(0, 10)} (${addr}): ${reason}; closed`);
+      },
+    });
+  }
+
+  /** Ends the bulk streams to and from a peer (its link went down, or we stop). */
+  private closeBulk(peer: string): void {
+    for (const sock of this.bulkServed.get(peer) ?? []) sock.destroy();
+    this.bulkServed.delete(peer);
+    const link = this.bulkLinks.get(peer);
+    this.bulkLinks.delete(peer);
+    void link?.client.then((c) => c?.close());
+  }
+
+  /** A PeerRequest whose answers go out through `replyInto` (the link's frames or a bulk stream). */
+  private peerRequest(from: string, kind: string, body: Buffer, replyInto: PeerRequest['replyInto']): PeerRequest {
+    return {
+      from,
+      kind,
+      body,
+      fromUnl: this.unl().has(from),
+      replyInto,
+      reply: (parts) => {
+        let length = 0;
+        for (const p of parts) length += p.length;
+        return replyInto(length, (out) => {
+          let at = 0;
+          for (const p of parts) {
+            out.set(p, at);
+            at += p.length;
+          }
+        });
+      },
+    };
+  }
+
   /** Keys of admitted peers, sorted. */
   connectedPeers(): string[] {
     return [...this.sessions.keys()].sort();
@@ -413,7 +539,7 @@ export class PeerNetwork extends EventEmitter {
   stats(): PeerNetworkStats {
     const peers: Record<string, PeerCounters> = {};
     for (const [hex, r] of this.records) peers[hex] = { ...r.c };
-    return { peers, handshakes: { pending: this.pending.size, ...this.hs }, bans: this.bans.list(this.clock()), dedupEntries: this.seen.size };
+    return { peers, handshakes: { pending: this.pending.size, ...this.hs }, bans: this.bans.list(this.clock()), dedupEntries: this.seen.size, bulk: { ...this.bulkCounts } };
   }
 
   private seal(kind: string, body: Uint8Array | object, context: MessageContext = 'proposal', relay: boolean): { id: string; frame: Buffer; sig: Buffer } {
@@ -540,6 +666,7 @@ export class PeerNetwork extends EventEmitter {
     if (!s.peerHex || this.sessions.get(s.peerHex) !== s) return;
     this.sessions.delete(s.peerHex);
     for (const w of [...this.waiting.values()]) if (w.peer === s.peerHex) w.done(null);
+    this.closeBulk(s.peerHex);
     const c = this.record(s.peerHex).c;
     c.connected = false;
     c.disconnects++;
@@ -643,24 +770,11 @@ export class PeerNetwork extends EventEmitter {
         const now = this.sessions.get(from);
         return now !== undefined && this.sendFrame(now, frame);
       };
-      const req: PeerRequest = {
-        from,
-        kind: f.kind,
-        body: f.body,
-        fromUnl: this.unl().has(from),
-        replyInto,
-        reply: (parts) => {
-          let length = 0;
-          for (const p of parts) length += p.length;
-          return replyInto(length, (body) => {
-            let at = 0;
-            for (const p of parts) {
-              body.set(p, at);
-              at += p.length;
-            }
-          });
-        },
-      };
+      const req = this.peerRequest(from, f.kind, f.body, replyInto);
+      // The bulk ticket is ours to answer: port 0 (none) when we do not listen.
+      if (f.kind === BULK_TICKET_REQUEST) {
+        return void req.reply([this.httpServer ? encodeTicketAnswer(this.tickets.issue(from, now), this.address().port) : encodeTicketAnswer(Buffer.alloc(32), 0)]);
+      }
       c.delivered++;
       return this.emitSafe('request', req);
     }

@@ -160,7 +160,7 @@ export async function syncState(store: ObjectStore, target: Buffer, o: StateSync
   // behind (libuv threads): receiving and hashing the next answers never waits for the disk unless
   // WRITE_BEHIND_BYTES are still on their way to it. Every persistEvery bytes a checkpoint makes
   // what was written durable (a kill loses at most that much work), also off this thread, while
-  // the fetching goes on; only a checkpoint still running when the next is due is waited for.
+  // the fetching goes on.
   const txn = store.begin();
   txn.writeBehind();
   // Fetched objects count in the progress once durable: what a status shows survives a kill.
@@ -255,10 +255,10 @@ export async function syncState(store: ObjectStore, target: Buffer, o: StateSync
       while (inflight.size < parallel && missing.length > 0) launch(missing.splice(0, batch));
       if (inflight.size === 0) break;
       await Promise.race(inflight);
-      if (unpersisted.bytes >= persistEvery) {
-        await checkpointing;
-        checkpoint();
-      } else if (txn.inflightBytes > WRITE_BEHIND_BYTES) await txn.drain(WRITE_BEHIND_BYTES / 2);
+      // A checkpoint still running when the next is due (the disk is slower than the peers) is not
+      // waited for: the next one starts after it, covering more.
+      if (unpersisted.bytes >= persistEvery && !checkpointing) checkpoint();
+      else if (txn.inflightBytes > WRITE_BEHIND_BYTES) await txn.drain(WRITE_BEHIND_BYTES / 2);
       const now = Date.now();
       if (now - lastProgress >= (o.progressEveryMs ?? PROGRESS_EVERY_MS)) {
         lastProgress = now;
