@@ -26,6 +26,7 @@ const MAX_TICKETS = 64;
 const MAX_REQUEST_BYTES = 64 * 1024;
 const MAX_HTTP_HEAD_BYTES = 4096;
 const READ_BUFFER_BYTES = 1024 * 1024;
+const SHARED_ANSWER_BYTES = 256 * 1024;
 
 export class BulkError extends Error {}
 
@@ -36,7 +37,11 @@ export class FrameReader {
   private readonly head = Buffer.alloc(4);
   private headFilled = 0;
 
-  constructor(private readonly maxFrameBytes: number, private readonly onFrame: (frame: Buffer) => void) {}
+  constructor(
+    private readonly maxFrameBytes: number,
+    private readonly onFrame: (frame: Buffer) => void,
+    private readonly allocate: (bytes: number) => Buffer = Buffer.allocUnsafe,
+  ) {}
 
   /** Takes `data[start..end)`; throws BulkError on a frame over the limit. */
   push(data: Buffer, start = 0, end = data.length): void {
@@ -50,7 +55,7 @@ export class FrameReader {
         if (this.headFilled < 4) return;
         const n = this.head.readUInt32BE(0);
         if (n > this.maxFrameBytes) throw new BulkError(`bulk frame of ${n} bytes is over the limit (${this.maxFrameBytes})`);
-        this.frame = Buffer.allocUnsafe(4 + n);
+        this.frame = this.allocate(4 + n);
         this.head.copy(this.frame, 0);
         this.filled = 4;
         this.headFilled = 0;
@@ -169,12 +174,17 @@ export class BulkClient {
   private readonly closeListeners: Array<() => void> = [];
 
   private constructor(private readonly socket: net.Socket, o: BulkClientOptions, private readonly upgraded: (err: Error | null) => void) {
-    this.reader = new FrameReader(4 + o.maxAnswerBytes, (f) => {
-      const done = this.waiting.get(f.readUInt32BE(4));
-      if (!done) return; // timed out meanwhile
-      this.waiting.delete(f.readUInt32BE(4));
-      done(f.subarray(8));
-    });
+    this.reader = new FrameReader(
+      4 + o.maxAnswerBytes,
+      (f) => {
+        const done = this.waiting.get(f.readUInt32BE(4));
+        if (!done) return; // timed out meanwhile
+        this.waiting.delete(f.readUInt32BE(4));
+        done(f.subarray(8));
+      },
+      // Big answers land in shared memory, so a worker thread can hash them in place (state/hashWorker.ts).
+      (bytes) => (bytes >= SHARED_ANSWER_BYTES ? Buffer.from(new SharedArrayBuffer(bytes)) : Buffer.allocUnsafe(bytes)),
+    );
   }
 
   /** Connects and upgrades; rejects with the reason when the peer refuses or does not answer in time. */

@@ -6,6 +6,7 @@
 // snapshot), so a sync killed half-way resumes without fetching them again; the target becomes
 // the current snapshot only once its whole tree is present.
 import { ObjectStore } from './blockstore';
+import { hashSharedObjects, isShared } from './hashWorker';
 import { decodeDir, decodeFile, decodeList, decodeRoot, EntryKind, hashObject, hashObjectBorrowingRoom, ObjectKind } from './objects';
 
 export interface SyncFetch {
@@ -190,13 +191,10 @@ export async function syncState(store: ObjectStore, target: Buffer, o: StateSync
   let failure: Error | null = null;
   let lastProgress = 0;
   /** Files the objects of one answer, requeueing what did not come. */
-  const take = (peer: string, g: Want[], got: Array<Buffer | null> | null) => {
+  const take = async (peer: string, g: Want[], got: Array<Buffer | null> | null) => {
     // Every object is hashed before any is stored: hashing may borrow the bytes before an object,
     // which end the previous one, and a stored object's bytes may be on their way to disk.
-    const good = g.map((w, i) => {
-      const content = got?.[i];
-      return !!content && (o.answersHaveRoom ? hashObjectBorrowingRoom(w.kind, content) : hashObject(w.kind, content)).equals(w.hash);
-    });
+    const good = await verify(g, got);
     g.forEach((w, i) => {
       const content = got === null ? null : got[i];
       if (content === undefined) return void missing.push(w); // past a short answer: not now
@@ -214,6 +212,23 @@ export async function syncState(store: ObjectStore, target: Buffer, o: StateSync
       }
       if (++w.tries >= MAX_TRIES * Math.max(1, peersNow().length)) throw new Error(`no peer served object ${w.hash.toString('hex')} (${ObjectKind[w.kind]} at ${w.path})`);
       missing.push(w);
+    });
+  };
+  /** Which objects of an answer hash to what was asked: on the hasher thread when they can be. */
+  const verify = async (g: Want[], got: Array<Buffer | null> | null): Promise<boolean[]> => {
+    const present = got ? g.map((_, i) => got[i]).filter((c): c is Buffer => !!c) : [];
+    const shared = o.answersHaveRoom && present.length > 0 && isShared(present[0]) && present.every((c) => c.buffer === present[0].buffer);
+    if (shared) {
+      const kinds = g.filter((_, i) => got![i]).map((w) => w.kind);
+      const hashes = await hashSharedObjects(kinds, present);
+      if (hashes.length === present.length) {
+        let k = 0;
+        return g.map((w, i) => !!got![i] && hashes[k++].equals(w.hash));
+      }
+    }
+    return g.map((w, i) => {
+      const content = got?.[i];
+      return !!content && (o.answersHaveRoom ? hashObjectBorrowingRoom(w.kind, content) : hashObject(w.kind, content)).equals(w.hash);
     });
   };
   const rtt = { n: 0, sum: 0, max: 0 };
@@ -235,14 +250,13 @@ export async function syncState(store: ObjectStore, target: Buffer, o: StateSync
         if (got !== null && got.length === 0) return sleep(BUSY_PEER_PAUSE_MS).then(() => got);
         return got;
       })
-      .then((got) => {
-        inflight.delete(job);
-        if (failure) return;
+      .then(async (got) => {
         try {
-          take(peer, g, got);
+          if (!failure) await take(peer, g, got);
         } catch (err) {
           failure = err as Error;
         }
+        inflight.delete(job); // only now: the loop ends when nothing is in flight, children included
       });
     inflight.add(job);
   };
