@@ -117,6 +117,32 @@ test('answers framed as on the wire are verified in place: same result, frames u
   assert.ok(frames.every((f) => f.frame.equals(f.copy)), 'no answer frame was left changed');
 });
 
+test('answers that own their memory are hashed on the worker thread: the same bytes are stored, liars still caught', async (t) => {
+  const source = storeFrom(t, (d) => d.fill(5, 3 * BLOCK, 20 * BLOCK));
+  const target = storeFrom(t);
+  let owned = 0;
+  const fetch = async (peer: string, hashes: Buffer[]) => {
+    const items = hashes.map((h) => (source.has(h) ? source.get(h) : null));
+    if (peer === 'liar') items.forEach((it) => it?.fill(0xee, 0, 1));
+    const frame = Buffer.allocUnsafeSlow(16 + items.reduce((n, it) => n + BYTE_LIST_ITEM_HEADER + (it?.length ?? 0), 0)); // as a bulk answer
+    writeByteList(frame.subarray(16), items, (it, into) => it.copy(into));
+    return decodeByteList(frame.subarray(16), hashes.length, 'test answer');
+  };
+  const bad: string[] = [];
+  const r = await syncState(target, Buffer.from(source.current.root, 'hex'), {
+    peers: ['liar', 'honest'], fetch, answersHaveRoom: true, ownsItsMemory: (c) => (owned++, c.buffer.byteLength > 1024), timeMs: 5, batch: 4, parallel: 3, onBadPeer: (p) => bad.push(p),
+  });
+  assert.ok(owned > 0);
+  assert.equal(target.current.root, source.current.root);
+  assert.ok(r.objectsRejected > 0 && bad.every((p) => p === 'liar'));
+  assert.deepEqual(corruptObjects(target, Buffer.from(target.current.root, 'hex')), [], 'every stored object hashes to its name');
+  const a = path.join(tempDir(t), 'a');
+  const b = path.join(tempDir(t), 'b');
+  exportSnapshot(source, a);
+  exportSnapshot(target, b);
+  assert.ok(fs.readFileSync(path.join(a, 'big.bin')).equals(fs.readFileSync(path.join(b, 'big.bin'))));
+});
+
 test('a sync stopped half-way resumes without fetching again what it stored; nothing is current until complete', async (t) => {
   const source = storeFrom(t, (d) => {
     for (let k = 0; k < 16; k++) d.fill(k + 1, k * BLOCK, (k + 1) * BLOCK); // 16 distinct changed blocks

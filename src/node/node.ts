@@ -27,6 +27,7 @@ import { LedgerStore } from '../ledger/ledgerStore';
 import { fetchedRecordProblem } from '../ledger/sync';
 import type { LedgerInput, LedgerRecord } from '../ledger/ledgerHash';
 import { signedPayload } from '../p2p/envelope';
+import { ownsItsMemory } from '../p2p/bulk';
 import { PeerNetwork } from '../p2p/network';
 import { FLAG_RELAY, MsgFrame } from '../p2p/wire';
 import type { PeerMessage, PeerRequest } from '../p2p/network';
@@ -875,6 +876,7 @@ export class HpNode extends EventEmitter {
           peers: () => this.net!.connectedPeers().filter((p) => this.unlHex.includes(p)),
           fetch: (peer, hashes) => this.fetchObjects(peer, hashes),
           answersHaveRoom: true, // decodeByteList views of one answer frame (p2p/wire.ts allocRes, p2p/bulk.ts)
+          ownsItsMemory,
           batch: MAX_OBJECTS_PER_REQUEST,
           timeMs: last.timestampMs,
           distrust: this.distrusted,

@@ -26,7 +26,25 @@ const MAX_TICKETS = 64;
 const MAX_REQUEST_BYTES = 64 * 1024;
 const MAX_HTTP_HEAD_BYTES = 4096;
 const READ_BUFFER_BYTES = 1024 * 1024;
-const SHARED_ANSWER_BYTES = 256 * 1024;
+const OWN_MEMORY_BYTES = 256 * 1024;
+
+/** Memory of big bulk answers: theirs alone, so it can be handed to a worker thread and back. */
+const ownMemory = new WeakSet<ArrayBuffer>();
+
+function allocateAnswer(bytes: number): Buffer {
+  if (bytes < OWN_MEMORY_BYTES) return Buffer.allocUnsafe(bytes);
+  const b = Buffer.allocUnsafeSlow(bytes);
+  ownMemory.add(b.buffer as ArrayBuffer);
+  return b;
+}
+
+/**
+ * True when `b` is part of a big bulk answer whose ArrayBuffer holds that answer and nothing else:
+ * it may be transferred to a worker (state/hashWorker.ts) while the caller keeps its hands off.
+ */
+export function ownsItsMemory(b: Buffer): boolean {
+  return ownMemory.has(b.buffer as ArrayBuffer);
+}
 
 export class BulkError extends Error {}
 
@@ -182,8 +200,7 @@ export class BulkClient {
         this.waiting.delete(f.readUInt32BE(4));
         done(f.subarray(8));
       },
-      // Big answers land in shared memory, so a worker thread can hash them in place (state/hashWorker.ts).
-      (bytes) => (bytes >= SHARED_ANSWER_BYTES ? Buffer.from(new SharedArrayBuffer(bytes)) : Buffer.allocUnsafe(bytes)),
+      allocateAnswer,
     );
   }
 

@@ -6,7 +6,7 @@
 // snapshot), so a sync killed half-way resumes without fetching them again; the target becomes
 // the current snapshot only once its whole tree is present.
 import { ObjectStore } from './blockstore';
-import { hashSharedObjects, isShared } from './hashWorker';
+import { hashInWorker } from './hashWorker';
 import { decodeDir, decodeFile, decodeList, decodeRoot, EntryKind, hashObject, hashObjectBorrowingRoom, ObjectKind } from './objects';
 
 export interface SyncFetch {
@@ -48,6 +48,12 @@ export interface StateSyncOptions {
    * for the hash's tag instead of streaming the tag and the object through two hasher calls.
    */
   answersHaveRoom?: boolean;
+  /**
+   * True for an answer object whose ArrayBuffer holds its answer and nothing else (big bulk answers,
+   * p2p/bulk.ts): such answers are hashed on a worker thread (state/hashWorker.ts), their memory
+   * transferred there and back, so the event loop only receives and writes.
+   */
+  ownsItsMemory?: (content: Buffer) => boolean;
   /** A peer sent bytes that do not hash to what was asked: the caller penalises it. */
   onBadPeer?: (peer: string, reason: string) => void;
   /** Objects to treat as missing even if the store has them (they failed verification). */
@@ -194,7 +200,10 @@ export async function syncState(store: ObjectStore, target: Buffer, o: StateSync
   const take = async (peer: string, g: Want[], got: Array<Buffer | null> | null) => {
     // Every object is hashed before any is stored: hashing may borrow the bytes before an object,
     // which end the previous one, and a stored object's bytes may be on their way to disk.
-    const good = await verify(g, got);
+    const checked = await verify(g, got);
+    if (checked === null) return void missing.push(...g); // the hasher failed: ask again
+    const good = checked.good;
+    got = checked.got;
     g.forEach((w, i) => {
       const content = got === null ? null : got[i];
       if (content === undefined) return void missing.push(w); // past a short answer: not now
@@ -214,22 +223,25 @@ export async function syncState(store: ObjectStore, target: Buffer, o: StateSync
       missing.push(w);
     });
   };
-  /** Which objects of an answer hash to what was asked: on the hasher thread when they can be. */
-  const verify = async (g: Want[], got: Array<Buffer | null> | null): Promise<boolean[]> => {
-    const present = got ? g.map((_, i) => got[i]).filter((c): c is Buffer => !!c) : [];
-    const shared = o.answersHaveRoom && present.length > 0 && isShared(present[0]) && present.every((c) => c.buffer === present[0].buffer);
-    if (shared) {
-      const kinds = g.filter((_, i) => got![i]).map((w) => w.kind);
-      const hashes = await hashSharedObjects(kinds, present);
-      if (hashes.length === present.length) {
-        let k = 0;
-        return g.map((w, i) => !!got![i] && hashes[k++].equals(w.hash));
-      }
+  /**
+   * Which objects of an answer hash to what was asked: on the hasher thread when the answer owns its
+   * memory (which then comes back as new views: `got` is replaced), else here. Null: the hasher failed.
+   */
+  const verify = async (g: Want[], got: Array<Buffer | null> | null): Promise<{ good: boolean[]; got: Array<Buffer | null> | null } | null> => {
+    const present = got ? got.filter((c): c is Buffer => !!c) : [];
+    if (o.answersHaveRoom && present.length > 0 && o.ownsItsMemory?.(present[0]) && present.every((c) => c.buffer === present[0].buffer)) {
+      const done = await hashInWorker(g.filter((_, i) => got![i]).map((w) => w.kind), present);
+      if (!done) return null;
+      let k = 0;
+      const again = got!.map((c) => (c ? done.contents[k++] : c));
+      k = 0;
+      return { good: g.map((w, i) => !!again[i] && done.hashes[k++].equals(w.hash)), got: again };
     }
-    return g.map((w, i) => {
+    const good = g.map((w, i) => {
       const content = got?.[i];
       return !!content && (o.answersHaveRoom ? hashObjectBorrowingRoom(w.kind, content) : hashObject(w.kind, content)).equals(w.hash);
     });
+    return { good, got };
   };
   const rtt = { n: 0, sum: 0, max: 0 };
   const launch = (g: Want[]) => {
