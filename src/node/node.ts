@@ -64,6 +64,16 @@ const GOSSIP_BATCH_MS = 20;
 const GOSSIP_BATCH_BYTES = 1024 * 1024;
 /** How long a catch-up waits for one peer's ledgers before asking another. */
 const SYNC_REQUEST_TIMEOUT_MS = 3000;
+
+/** The read-only view of our own store that peers' object requests are served from. */
+interface ServingStore {
+  store: ObjectStore;
+  commit: number;
+  /** Reads in flight on libuv's threads. */
+  reads: number;
+  /** Replaced (or dropped): closed when `reads` reaches 0. */
+  retired: boolean;
+}
 /** A gap of more ledgers than this is closed by state sync (fetch only the differing state) rather than replay. */
 const MAX_REPLAY_LEDGERS = 16;
 /** Relayed inputs checked per slice (~10 ms of signature checks) before the event loop gets a turn. */
@@ -166,7 +176,7 @@ export class HpNode extends EventEmitter {
   /** Our latest proposal as sent, handed to each peer as it connects. */
   private lastProposal: Omit<MsgFrame, 'type'> | null = null;
   private remounting = false;
-  private serving: { store: ObjectStore; commit: number } | null = null;
+  private serving: ServingStore | null = null;
   private readonly serveBucket: TokenBucket;
   private stopping = false;
   private statusTimer: NodeJS.Timeout | null = null;
@@ -948,13 +958,15 @@ export class HpNode extends EventEmitter {
 
   /**
    * Serves committed state objects from a read-only view of the store (reopened when it moved on),
-   * read straight into the answer frame. They are not re-hashed here: the requester checks every
+   * read straight into the answer frame on libuv's threads (the event loop never waits for the
+   * disk; a cold pack is read from it). They are not re-hashed here: the requester checks every
    * object against its hash anyway, objects found damaged at start-up are withheld, and a block
    * rotten since then costs us that requester's trust for one sync, not a wrong state anywhere.
    */
   private onObjectRequest(r: PeerRequest): void {
     const hashes = decodeGetObjects(r.body);
-    const store = this.servingStore(hashes[0]);
+    const serving = this.servingStore(hashes[0]);
+    const store = serving?.store;
     const locs: Array<ObjectLocation | null> = [];
     let bytes = 0;
     for (const h of hashes) {
@@ -965,31 +977,43 @@ export class HpNode extends EventEmitter {
       locs.push(usable);
       bytes += BYTE_LIST_ITEM_HEADER + (usable?.length ?? 0);
     }
-    try {
-      r.replyInto(bytes, (body) => writeByteList(body, locs, (loc, into) => store!.readAt(loc.pack, loc.offset, into)));
-    } catch {
-      this.closeServingStore(); // packs rewritten under us: answer "not now", the next request reopens
-      r.reply([]);
-    }
+    if (!serving) return void r.reply(encodeByteList(locs.map(() => null)));
+    serving.reads++;
+    r.replyIntoLater(bytes, (body) => {
+      const reads: Array<{ loc: ObjectLocation; into: Buffer }> = [];
+      writeByteList(body, locs, (loc, into) => reads.push({ loc, into }));
+      return serving.store.readInto(reads.map((x) => x.loc), reads.map((x) => x.into));
+    })
+      .catch(() => {
+        if (this.serving === serving) this.closeServingStore(); // packs rewritten under us: "not now", the next request reopens
+        r.reply([]);
+      })
+      .finally(() => {
+        if (--serving.reads === 0 && serving.retired) serving.store.close();
+      });
   }
 
   /** The read-only view to serve from; reopened when the committed store moved past it and lacks `probe`. */
-  private servingStore(probe: Buffer): ObjectStore | null {
+  private servingStore(probe: Buffer): ServingStore | null {
     try {
       if (this.serving && !this.serving.store.has(probe) && ObjectStore.readCurrentRoot(this.paths.store).commit !== this.serving.commit) this.closeServingStore();
       if (!this.serving) {
         const store = ObjectStore.open(this.paths.store, { readOnly: true });
-        this.serving = { store, commit: store.current.commit };
+        this.serving = { store, commit: store.current.commit, reads: 0, retired: false };
       }
-      return this.serving.store;
+      return this.serving;
     } catch {
       return null;
     }
   }
 
+  /** Retires the serving view; its files close once no read is in flight (an fd number must not be reused under one). */
   private closeServingStore(): void {
-    this.serving?.store.close();
+    const s = this.serving;
     this.serving = null;
+    if (!s) return;
+    s.retired = true;
+    if (s.reads === 0) s.store.close();
   }
 
   private async requestLedgers(peer: string, from: number, to: number): Promise<Buffer[]> {

@@ -127,8 +127,8 @@ export function decodeTicketAnswer(body: Buffer): { ticket: Buffer; port: number
 export interface BulkServeOptions {
   /** Requests not yet answered before the stream counts as abusive and is closed. */
   maxPending: number;
-  /** One request: `reply(length, fill)` sends an answer of `length` bytes that fill writes in place. */
-  onRequest(kind: string, body: Buffer, reply: (length: number, fill: (body: Buffer) => void) => boolean): void;
+  /** One request: `reserve(length)` makes its answer frame; its send() ships it (once). */
+  onRequest(kind: string, body: Buffer, reserve: (length: number) => { body: Buffer; send(): boolean }): void;
   /** The stream broke the protocol; it is closed after this. */
   onBad(reason: string): void;
 }
@@ -148,17 +148,21 @@ export function serveBulk(socket: net.Socket, head: Buffer, o: BulkServeOptions)
     const kind = f.toString('latin1', 9, 9 + f[8]);
     if (++pending > o.maxPending) return fail(`more than ${o.maxPending} bulk requests unanswered`);
     let answered = false;
-    o.onRequest(kind, f.subarray(9 + f[8]), (length, fill) => {
-      if (answered) throw new Error(`bulk request ${kind} answered twice`);
+    o.onRequest(kind, f.subarray(9 + f[8]), (length) => {
       const frame = Buffer.allocUnsafe(8 + length);
       frame.writeUInt32BE(4 + length, 0);
       frame.writeUInt32BE(id, 4);
-      fill(frame.subarray(8));
-      answered = true;
-      pending--;
-      if (socket.destroyed) return false;
-      socket.write(frame);
-      return true;
+      return {
+        body: frame.subarray(8),
+        send: () => {
+          if (answered) throw new Error(`bulk request ${kind} answered twice`);
+          answered = true;
+          pending--;
+          if (socket.destroyed) return false;
+          socket.write(frame);
+          return true;
+        },
+      };
     });
   });
   const take = (d: Buffer) => {

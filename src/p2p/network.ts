@@ -75,6 +75,14 @@ export interface PeerRequest {
    * throws, nothing is sent and the request can still be answered.
    */
   replyInto(length: number, fill: (body: Buffer) => void): boolean;
+  /** replyInto with a fill that completes later (reads on libuv's threads); if it rejects, nothing is sent. */
+  replyIntoLater(length: number, fill: (body: Buffer) => Promise<void>): Promise<boolean>;
+}
+
+/** An answer frame being prepared: `body` is where it goes; send() ships it (false if the peer is gone). */
+export interface ReservedAnswer {
+  body: Buffer;
+  send(): boolean;
 }
 
 export interface PeerEvent {
@@ -509,14 +517,36 @@ export class PeerNetwork extends EventEmitter {
     void link?.client.then((c) => c?.close());
   }
 
-  /** A PeerRequest whose answers go out through `replyInto` (the link's frames or a bulk stream). */
-  private peerRequest(from: string, kind: string, body: Buffer, replyInto: PeerRequest['replyInto']): PeerRequest {
+  /** A PeerRequest whose answer goes out through `reserve` (a frame of the link or of a bulk stream), once. */
+  private peerRequest(from: string, kind: string, body: Buffer, reserve: (length: number) => ReservedAnswer): PeerRequest {
+    let answered = false;
+    const claim = () => {
+      if (answered) throw new Error(`request ${kind} from ${from.slice(0, 10)} answered twice`);
+      answered = true;
+    };
+    const replyInto = (length: number, fill: (body: Buffer) => void): boolean => {
+      const a = reserve(length);
+      fill(a.body);
+      claim();
+      return a.send();
+    };
     return {
       from,
       kind,
       body,
       fromUnl: this.unl().has(from),
       replyInto,
+      replyIntoLater: async (length, fill) => {
+        const a = reserve(length);
+        claim(); // no second answer may start while this one is being filled
+        try {
+          await fill(a.body);
+        } catch (err) {
+          answered = false;
+          throw err;
+        }
+        return a.send();
+      },
       reply: (parts) => {
         let length = 0;
         for (const p of parts) length += p.length;
@@ -760,17 +790,18 @@ export class PeerNetwork extends EventEmitter {
     }
     if (f.type === 'req') {
       const from = s.peerHex;
-      let answered = false;
-      const replyInto = (length: number, fill: (body: Buffer) => void): boolean => {
-        if (answered) throw new Error(`request ${f.kind} from ${from.slice(0, 10)} answered twice`);
+      const reserve = (length: number): ReservedAnswer => {
         const { frame, body } = allocRes(f.id, length);
         if (frame.length > this.limits.maxMessageBytes) throw new Error(`answer to ${f.kind} is ${frame.length} bytes, over maxMessageBytes (${this.limits.maxMessageBytes})`);
-        fill(body);
-        answered = true;
-        const now = this.sessions.get(from);
-        return now !== undefined && this.sendFrame(now, frame);
+        return {
+          body,
+          send: () => {
+            const now = this.sessions.get(from);
+            return now !== undefined && this.sendFrame(now, frame);
+          },
+        };
       };
-      const req = this.peerRequest(from, f.kind, f.body, replyInto);
+      const req = this.peerRequest(from, f.kind, f.body, reserve);
       // The bulk ticket is ours to answer: port 0 (none) when we do not listen.
       if (f.kind === BULK_TICKET_REQUEST) {
         return void req.reply([this.httpServer ? encodeTicketAnswer(this.tickets.issue(from, now), this.address().port) : encodeTicketAnswer(Buffer.alloc(32), 0)]);

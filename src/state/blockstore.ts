@@ -314,6 +314,37 @@ export class ObjectStore {
     return this.get(hash, ObjectKind.Link).toString();
   }
 
+  /**
+   * Reads objects into the given buffers on libuv's threads, one readv per run of objects lying back
+   * to back in one pack (the blocks of one file usually do), so a server never blocks its event
+   * loop on the disk. Not verified (see get()). The store must stay open until this settles.
+   */
+  async readInto(locs: readonly ObjectLocation[], intos: readonly Buffer[]): Promise<void> {
+    const runs: Array<Promise<void>> = [];
+    for (let i = 0; i < locs.length;) {
+      let j = i + 1;
+      while (j < locs.length && locs[j].pack === locs[i].pack && locs[j].offset === locs[j - 1].offset + locs[j - 1].length) j++;
+      runs.push(this.readRun(locs[i].pack, locs[i].offset, intos.slice(i, j)));
+      i = j;
+    }
+    await Promise.all(runs);
+  }
+
+  private async readRun(pack: number, offset: number, run: Buffer[]): Promise<void> {
+    const fd = this.packFd(pack);
+    let bufs = run.filter((b) => b.length > 0);
+    let at = offset;
+    while (bufs.length > 0) {
+      const n = await new Promise<number>((resolve, reject) => fs.readv(fd, bufs, at, (err, read) => (err ? reject(err) : resolve(read))));
+      if (n === 0) throw new StoreError(`corrupt store ${this.dir}: pack ${pack} ends before offset ${at + bufs.reduce((k, b) => k + b.length, 0)}`);
+      at += n;
+      // Past a short read: drop the buffers filled, go on in the one filled in part.
+      let left = n;
+      while (bufs.length > 0 && left >= bufs[0].length) left -= bufs.shift()!.length;
+      if (left > 0) bufs[0] = bufs[0].subarray(left);
+    }
+  }
+
   readAt(pack: number, offset: number, into: Buffer): void {
     const fd = this.packFd(pack);
     let done = 0;

@@ -80,6 +80,12 @@ interface Want {
 
 const MAX_CHANGED_PATHS = 100;
 const MAX_TRIES = 6;
+/**
+ * Consecutive requests that go to one peer before the next is asked: the walk asks for objects in
+ * pack order, so a peer reads runs of PEER_RUN × batch objects back to back, which its kernel's
+ * readahead recognises (alternate batches looked random to it: cold packs were read at half speed).
+ */
+const PEER_RUN = 4;
 const BUSY_PEER_PAUSE_MS = 50;
 const PROGRESS_EVERY_MS = 250;
 const DEFAULT_PERSIST_EVERY_BYTES = 32 * 1024 * 1024;
@@ -103,13 +109,13 @@ export async function syncState(store: ObjectStore, target: Buffer, o: StateSync
   // Peers still trusted in this sync: one that sends bytes not matching their hash is dropped
   // (while another remains), so a liar costs one batch, not the whole sync.
   const dropped = new Set<string>();
-  /** The next peer to ask, round robin over the trusted ones (all, if every one was dropped). */
+  /** The next peer to ask, round robin in runs over the trusted ones (all, if every one was dropped). */
   const pickPeer = (): string => {
     const all = peersNow();
     const trusted = all.filter((p) => !dropped.has(p));
     const from = trusted.length > 0 ? trusted : all;
     if (from.length === 0) throw new Error('state sync: no peer left to ask (all disconnected)');
-    return from[next++ % from.length];
+    return from[Math.floor(next++ / PEER_RUN) % from.length];
   };
   let next = 0;
 
