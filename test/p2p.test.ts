@@ -577,6 +577,15 @@ test('bulk streams: big answers over a ticketed TCP stream beside the link; bad 
   const big = Buffer.alloc(900 * 1024, 7);
   const onRequest = (r: PeerRequest) => {
     if (r.kind === 'test.big') r.reply([r.body, big]);
+    // An answer filled later (as reads on libuv's threads are); a failed fill sends nothing and leaves
+    // the request answerable, here with "fill failed".
+    if (r.kind === 'test.later') {
+      void r.replyIntoLater(big.length, async (body) => {
+        await sleep(5);
+        if (r.body.toString() === 'fail') throw new Error('read failed');
+        big.copy(body);
+      }).catch(() => r.reply([Buffer.from('fill failed')]));
+    }
     // 'test.silent' is never answered
   };
   B.net.on('request', onRequest);
@@ -586,6 +595,10 @@ test('bulk streams: big answers over a ticketed TCP stream beside the link; bad 
   assert.deepEqual(A.net.stats().bulk, { opened: 1, failed: 0, served: 0, refused: 0 }, 'one stream, opened once, carried all twelve');
   assert.equal(B.net.stats().bulk.served, 1);
   assert.equal(A.net.stats().peers[B.hex].answers, 1, 'only the ticket came over the WebSocket link');
+  assert.ok((await A.net.bulkRequest(B.hex, 'test.later', Buffer.from('ok'), 5000))?.equals(big), 'an answer filled later, over the stream');
+  assert.equal((await A.net.bulkRequest(B.hex, 'test.later', Buffer.from('fail'), 5000))?.toString(), 'fill failed');
+  assert.ok((await A.net.request(B.hex, 'test.later', Buffer.from('ok'), 5000))?.equals(big), 'and over the link');
+  assert.equal((await A.net.request(B.hex, 'test.later', Buffer.from('fail'), 5000))?.toString(), 'fill failed');
   // B → A as well (B dialed A: the stream goes to A's listen port).
   A.net.on('request', onRequest);
   assert.ok((await B.net.bulkRequest(A.hex, 'test.big', Buffer.from('x'), 5000))?.subarray(1).equals(big));
