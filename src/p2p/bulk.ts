@@ -15,6 +15,7 @@
 //   answer  (server → requester): u32 n | u32 id | body (n - 4 bytes)
 import crypto from 'node:crypto';
 import net from 'node:net';
+import { answerTo } from './answers';
 
 export const BULK_PROTOCOL = 'hpn-bulk/1';
 export const BULK_TICKET_HEADER = 'x-hpn-bulk-ticket';
@@ -250,18 +251,12 @@ export class BulkClient {
     head.writeUInt32BE(id, 4);
     head[8] = k.length;
     k.copy(head, 9);
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => done(null), timeoutMs);
-      const done = (answer: Buffer | null) => {
-        clearTimeout(timer);
-        this.waiting.delete(id);
-        resolve(answer);
-      };
-      this.waiting.set(id, done);
+    return answerTo(this.waiting, id, timeoutMs, (done) => done, () => {
       this.socket.cork();
       this.socket.write(head);
       this.socket.write(body);
       this.socket.uncork();
+      return true;
     });
   }
 

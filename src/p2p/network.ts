@@ -8,6 +8,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import { KeyPair, verify } from '../crypto/keys';
 import type { Logger } from '../node/log';
+import { answerTo } from './answers';
 import { BanList } from './bans';
 import { BULK_PROTOCOL, BULK_TICKET_HEADER, BULK_TICKET_REQUEST, BulkClient, decodeTicketAnswer, encodeTicketAnswer, serveBulk, TicketBook } from './bulk';
 import { SeenIds } from './dedup';
@@ -417,16 +418,7 @@ export class PeerNetwork extends EventEmitter {
     const s = this.sessions.get(pubkeyHex);
     if (!s) return Promise.resolve(null);
     const id = this.nextRequestId++;
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => done(null), timeoutMs);
-      const done = (answer: Buffer | null) => {
-        clearTimeout(timer);
-        this.waiting.delete(id);
-        resolve(answer);
-      };
-      this.waiting.set(id, { peer: pubkeyHex, done });
-      if (!this.sendFrame(s, encodeReq(kind, id, body))) done(null);
-    });
+    return answerTo(this.waiting, id, timeoutMs, (done) => ({ peer: pubkeyHex, done }), () => this.sendFrame(s, encodeReq(kind, id, body)));
   }
 
   /**
