@@ -653,4 +653,9 @@ test('bulk building blocks: frames split anywhere are reassembled, oversized one
   const t2 = book.issue('peer2', 1000);
   assert.equal(book.redeem(t2.toString('hex'), 1000 + 10_000), null, 'expired');
   assert.equal(book.redeem('00'.repeat(32), 1000), null);
+  // One peer asking again and again replaces its own tickets only (4 at most), never another's.
+  const other = book.issue('peer3', 5000);
+  const mine = Array.from({ length: 100 }, () => book.issue('peer4', 5000).toString('hex'));
+  assert.deepEqual(mine.map((t) => book.redeem(t, 5001) !== null), [...Array(96).fill(false), true, true, true, true]);
+  assert.equal(book.redeem(other.toString('hex'), 5001), 'peer3');
 });

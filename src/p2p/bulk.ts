@@ -24,6 +24,7 @@ export const BULK_TICKET_REQUEST = 'hpn.bulk';
 export const TICKET_BYTES = 32;
 const TICKET_TTL_MS = 10_000;
 const MAX_TICKETS = 64;
+const MAX_TICKETS_PER_PEER = 4;
 const MAX_REQUEST_BYTES = 64 * 1024;
 const MAX_HTTP_HEAD_BYTES = 4096;
 const READ_BUFFER_BYTES = 1024 * 1024;
@@ -92,12 +93,22 @@ export class FrameReader {
   }
 }
 
-/** Tickets handed out over authenticated links: single use, valid TICKET_TTL_MS, at most MAX_TICKETS at once. */
+/** Tickets handed out over authenticated links: single use, valid TICKET_TTL_MS, at most MAX_TICKETS at once (4 per peer). */
 export class TicketBook {
   private readonly tickets = new Map<string, { peer: string; expires: number }>();
 
   issue(peer: string, now: number): Buffer {
-    for (const [t, v] of this.tickets) if (v.expires <= now || this.tickets.size >= MAX_TICKETS) this.tickets.delete(t);
+    // Expired ones go, then the oldest while over the caps: one peer asking again and again only
+    // ever replaces its own tickets.
+    let mine = 0;
+    for (const v of this.tickets.values()) if (v.peer === peer) mine++;
+    for (const [t, v] of this.tickets) {
+      const overMine = v.peer === peer && mine >= MAX_TICKETS_PER_PEER;
+      if (v.expires <= now || overMine || this.tickets.size >= MAX_TICKETS) {
+        this.tickets.delete(t);
+        if (v.peer === peer) mine--;
+      }
+    }
     const ticket = crypto.randomBytes(TICKET_BYTES);
     this.tickets.set(ticket.toString('hex'), { peer, expires: now + TICKET_TTL_MS });
     return ticket;
