@@ -72,6 +72,35 @@ async function contract(ctx) {
 }
 new HotPocket.Contract().init(contract);`;
 
+test('a cold Node contract gets its args even when the node writes them late (its event loop busy after the spawn)', async (t) => {
+  // 48 MiB of inputs: the inputs file takes a few dozen event-loop turns to write, and the args go
+  // out only after it. This event loop stalls meanwhile, past the contract's boot, so the SDK's
+  // readFile(stdin) runs before the args exist. Over a pipe it read '' and the contract crashed.
+  const COUNT = `
+async function contract(ctx) {
+  const u = ctx.users.list()[0];
+  await u.send('inputs=' + u.inputs.length);
+}
+new HotPocket.Contract().init(contract);`;
+  const big = Array.from({ length: 6 }, () => Buffer.alloc(8 * 1024 * 1024, 7));
+  const req = request(t, { binArgs: [sdkContract(srcDir(t), 'late.js', COUNT)], users: [{ pubkeyHex: U1, inputs: big }] });
+  const run = runContract(req);
+  // Stall as soon as the launcher exists (a child of this process), while the inputs are still being written.
+  const launched = () => fs.readdirSync('/proc').some((d) => /^\d+$/.test(d) && (() => {
+    try {
+      return fs.readFileSync(`/proc/${d}/stat`, 'utf8').split(') ')[1].split(' ')[1] === String(process.pid);
+    } catch {
+      return false;
+    }
+  })());
+  while (!launched()) await new Promise((r) => setImmediate(r));
+  const until = Date.now() + 1000;
+  while (Date.now() < until) { /* busy: the args cannot be written meanwhile */ }
+  const r = await run;
+  assert.equal(r.exitCode, 0, why(r));
+  assert.deepEqual(texts(r, U1), ['"inputs=6"']);
+});
+
 test('echo contract: every user gets its inputs echoed in order (JSON protocol)', async (t) => {
   const big = 'x'.repeat(10_000); // spans three 4 KiB pages: the next input starts at 12288
   const req = request(t, {

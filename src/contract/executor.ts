@@ -14,7 +14,7 @@ import type { Readable } from 'node:stream';
 import { buildArgsJson, fdLayout, FdLayout } from './args';
 import { ARGS_PACKET, BridgeChannel, BridgeParser, encodeBridgeFrame, MAX_PACKET, PUBKEY_HEX_LEN, UserOutputParser } from './framing';
 import { fillInputsFile, openInputsFile } from './inputs';
-import { defaultLauncherPath, launcherArgv } from './launcher';
+import { defaultLauncherPath, isNodeBinary, launcherArgv } from './launcher';
 import type { ContractExecution, ContractLaunch, ContractRun, ContractRunRequest, ContractRunResult, ContractStdio, PreparedContract } from './types';
 
 /** Hard cap on one output message even with userOutputBytes = 0, so a bogus header cannot OOM us. */
@@ -49,7 +49,7 @@ export function prepareContract(launch: ContractLaunch & { slots: number; readon
 function newExecution(launch: ContractLaunch, slots: number, readonly: boolean): Execution {
   validateLaunch(launch);
   if (!Number.isSafeInteger(slots) || slots < 0) throw new RangeError(`slots must be a non-negative integer, got ${slots}`);
-  return new Execution(launch, slots, readonly);
+  return new Execution({ ...launch, argsAsPackets: launch.argsAsPackets ?? isNodeBinary(launch.binPath) }, slots, readonly);
 }
 
 interface ExitReport {

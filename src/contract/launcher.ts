@@ -10,6 +10,14 @@ export function defaultLauncherPath(): string {
   return path.join(root, 'native', 'build', 'hp-contract-launcher');
 }
 
+/**
+ * Node.js binaries: their SDK reads its args with readFile(stdin), which takes the packet socket as
+ * is (and must have it: see ContractLaunch.argsAsPackets).
+ */
+export function isNodeBinary(binPath: string, self = process.execPath): boolean {
+  return binPath === self || /^node(js)?[0-9.]*$/.test(binPath.slice(binPath.lastIndexOf('/') + 1));
+}
+
 export function launcherArgv(binPath: string, binArgs: string[], cwd: string, fds: FdLayout, limits: ContractLimits, argsAsPackets: boolean): string[] {
   const lastKept = fds.userOutFds.length > 0 ? fds.userOutFds[fds.userOutFds.length - 1] : fds.userInFd;
   const argv = ['--cwd', cwd, '--control-fd', String(fds.controlFd), '--keep', `${fds.userInFd}-${lastKept}`];

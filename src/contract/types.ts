@@ -57,7 +57,10 @@ export interface ContractLaunch {
    * 8 KiB, instead of a pipe. Needed to start a Node contract ahead of its run (prepareContract):
    * Node makes a pipe non-blocking and its readFile(0) would fail while the args are not there
    * yet. Fine for any reader with buffers of 8 KiB or more, not for byte-at-a-time readers
-   * (a shell's `read`), so only Node contracts use it.
+   * (a shell's `read`), so only Node contracts use it. Default: true for Node binaries, cold runs
+   * too: a Node contract that reaches readFile(0) before the args are written to a pipe reads ''
+   * (Node made the pipe non-blocking; its readFile takes EAGAIN for the end), which a busy parent
+   * event loop made happen (seen once in CI).
    */
   argsAsPackets?: boolean;
 }

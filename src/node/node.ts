@@ -1449,8 +1449,8 @@ export class HpNode extends EventEmitter {
   }
 
   /**
-   * How consensus executions start. A Node.js contract (unless warm_start is false) always gets its
-   * args over a packet socket, warm or not, so it sees the same stdin either way.
+   * How consensus executions start. A Node.js contract always gets its args over a packet socket,
+   * warm or not (see ContractLaunch.argsAsPackets), so it sees the same stdin either way.
    */
   private consensusLaunch(): ContractLaunch {
     const c = this.config.contract;
@@ -1458,7 +1458,7 @@ export class HpNode extends EventEmitter {
       ...this.contractBase(),
       cwd: path.join(this.rw.mountpoint, STATE_SUBDIR),
       stderr: this.config.log.level === 'debug' ? 'inherit' : 'ignore',
-      argsAsPackets: c.warm_start !== false && isNodeBinary(c.bin_path),
+      argsAsPackets: isNodeBinary(c.bin_path),
     };
   }
 
@@ -1467,7 +1467,7 @@ export class HpNode extends EventEmitter {
     const recentMax = this.warm.noteUsers(users);
     if (this.stopping || (this.paused && !duringCatchUp) || this.stateDiverged || this.running) return;
     const launch = this.consensusLaunch();
-    if (!launch.argsAsPackets) return;
+    if (!launch.argsAsPackets || this.config.contract.warm_start === false) return;
     this.warm.prepare(launch, this.config.contract.state_quota, warmSlots(recentMax, launch.limits.procOfdCount));
   }
 

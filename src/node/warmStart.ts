@@ -20,10 +20,7 @@ export const MIN_WARM_SLOTS = 32;
 /** And at most: each is a socketpair and a Node stream. */
 export const MAX_WARM_SLOTS = 256;
 
-/** Only Node.js binaries: their SDK reads args with readFile, which takes the packet socket as is. */
-export function isNodeBinary(binPath: string, self = process.execPath): boolean {
-  return binPath === self || /^node(js)?[0-9.]*$/.test(binPath.slice(binPath.lastIndexOf('/') + 1));
-}
+export { isNodeBinary } from '../contract/launcher';
 
 /** Fds a contract keeps free for its own files when proc_ofd_count caps them. */
 const OWN_FDS = 32;
