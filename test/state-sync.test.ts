@@ -11,6 +11,7 @@ import { exportSnapshot, importDirectory } from '../src/state/importExport';
 import { corruptObjects } from '../src/state/integrity';
 import { BYTE_LIST_ITEM_HEADER, decodeByteList, writeByteList } from '../src/node/peerMessages';
 import { allocRes } from '../src/p2p/wire';
+import { hashInWorker, hasherWorks } from '../src/state/hashWorker';
 import { hashObject, hashObjectBorrowingRoom, ObjectKind } from '../src/state/objects';
 import { syncState } from '../src/state/sync';
 import { tempDir } from './helpers/fixtures';
@@ -236,4 +237,13 @@ test('start-up check: a damaged tree node and a pack cut short are found, their 
   const cut = ObjectStore.open(dir, { readOnly: true });
   t.after(() => cut.close());
   assert.deepEqual(cut.damagedObjects(), expected);
+});
+
+// Last in this file: it leaves this process hashing in place.
+test('a hasher worker that fails answers null (the answer is fetched again) and is not used again', async () => {
+  const memory = Buffer.allocUnsafeSlow(64 + 1000);
+  const content = memory.subarray(64);
+  assert.equal(hasherWorks(), true);
+  assert.equal(await hashInWorker([99 as ObjectKind], [content]), null, 'an unknown kind throws in the worker');
+  assert.equal(hasherWorks(), false);
 });

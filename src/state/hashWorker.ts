@@ -23,6 +23,8 @@ interface HashDone {
 }
 
 let worker: Worker | null = null;
+/** Set when a worker failed: this process hashes in place from then on (a broken worker would fail again). */
+let failed = false;
 let nextId = 1;
 const waiting = new Map<number, (done: HashDone | null) => void>();
 
@@ -32,6 +34,11 @@ const waiting = new Map<number, (done: HashDone | null) => void>();
  * travels to the worker, so the given views are unusable afterwards (detached): use the `contents`
  * returned (same bytes, same order). Resolves with null if the worker failed.
  */
+/** False once a worker has failed in this process: callers hash in place instead. */
+export function hasherWorks(): boolean {
+  return !failed;
+}
+
 export function hashInWorker(kinds: readonly ObjectKind[], contents: readonly Buffer[]): Promise<{ hashes: Buffer[]; contents: Buffer[] } | null> {
   const memory = contents[0].buffer as ArrayBuffer;
   if (contents.some((c) => c.buffer !== memory)) throw new Error('hashInWorker: the objects must share one ArrayBuffer');
@@ -62,18 +69,20 @@ function startWorker(): Worker {
     if (waiting.size === 0) w.unref(); // idle: never keeps the process alive
     done?.(m);
   });
-  w.on('error', (err) => {
-    // A bug here must not hang a sync: the waiting answers count as not received (asked again).
-    worker = null;
+  // A worker that fails or dies must not hang a sync: the waiting answers count as not received
+  // (asked again), and later ones are hashed in place.
+  const fail = (why: string) => {
+    if (worker === w) worker = null;
+    if (waiting.size === 0) return;
+    failed = true;
     for (const [id, done] of waiting) {
       waiting.delete(id);
       done(null);
     }
-    process.emitWarning(`object hasher worker failed: ${err.message}`);
-  });
-  w.on('exit', () => {
-    if (worker === w) worker = null;
-  });
+    process.emitWarning(`object hasher worker ${why}; hashing in place from now on`);
+  };
+  w.on('error', (err) => fail(`failed: ${err.message}`));
+  w.on('exit', (code) => fail(`exited (code ${code})`));
   return w;
 }
 

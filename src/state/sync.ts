@@ -6,7 +6,7 @@
 // snapshot), so a sync killed half-way resumes without fetching them again; the target becomes
 // the current snapshot only once its whole tree is present.
 import { ObjectStore } from './blockstore';
-import { hashInWorker } from './hashWorker';
+import { hashInWorker, hasherWorks } from './hashWorker';
 import { decodeDir, decodeFile, decodeList, decodeRoot, EntryKind, hashObject, hashObjectBorrowingRoom, ObjectKind } from './objects';
 
 export interface SyncFetch {
@@ -237,7 +237,7 @@ export async function syncState(store: ObjectStore, target: Buffer, o: StateSync
    */
   const verify = async (g: Want[], got: Array<Buffer | null> | null): Promise<{ good: boolean[]; got: Array<Buffer | null> | null } | null> => {
     const present = got ? got.filter((c): c is Buffer => !!c) : [];
-    if (o.answersHaveRoom && present.length > 0 && o.ownsItsMemory?.(present[0]) && present.every((c) => c.buffer === present[0].buffer)) {
+    if (o.answersHaveRoom && present.length > 0 && hasherWorks() && o.ownsItsMemory?.(present[0]) && present.every((c) => c.buffer === present[0].buffer)) {
       const done = await hashInWorker(g.filter((_, i) => got![i]).map((w) => w.kind), present);
       if (!done) return null;
       let k = 0;
