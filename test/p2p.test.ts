@@ -617,6 +617,29 @@ test('bulk streams: big answers over a ticketed TCP stream beside the link; bad 
   const closed = await rawTcp(B.port, '127.0.0.22', [upgrade(ticket.subarray(0, 32).toString('hex')), huge]);
   assert.match(closed.toString(), /^HTTP\/1\.1 101/);
   await waitFor(() => B.net.stats().peers[A.hex].badMessages === 1, 'bad bulk frame counted');
+  // A requester that stops reading: once 16 MiB of answers wait unsent, further ones are dropped.
+  const sent: boolean[] = [];
+  const counting = (r: PeerRequest) => {
+    if (r.kind === 'test.stuck') sent.push(r.reply([big]));
+  };
+  B.net.on('request', counting);
+  const ticket2 = await A.net.request(B.hex, 'hpn.bulk', Buffer.alloc(0), 2000);
+  const stuck = net.connect({ port: B.port, host: '127.0.0.1', localAddress: '127.0.0.24' }, () => {
+    stuck.write(upgrade(ticket2!.subarray(0, 32).toString('hex')));
+    for (let id = 1; id <= 40; id++) {
+      const f = Buffer.alloc(4 + 4 + 1 + 10);
+      f.writeUInt32BE(15, 0);
+      f.writeUInt32BE(id, 4);
+      f[8] = 10;
+      f.write('test.stuck', 9, 'latin1');
+      stuck.write(f);
+    }
+  });
+  stuck.pause(); // never reads
+  await waitFor(() => sent.length === 40, 'all 40 stuck requests reached B');
+  assert.ok(sent.filter((x) => !x).length >= 10, `answers dropped once the stream backed up: ${sent.map((x) => (x ? 1 : 0)).join('')}`);
+  stuck.destroy();
+  B.net.off('request', counting);
   // The same ticket a second time: single use.
   assert.match((await rawTcp(B.port, '127.0.0.23', [upgrade(ticket.subarray(0, 32).toString('hex'))])).toString(), /^HTTP\/1\.1 403/);
   assert.deepEqual(A.net.connectedPeers(), [B.hex]);

@@ -29,6 +29,8 @@ const MAX_REQUEST_BYTES = 64 * 1024;
 const MAX_HTTP_HEAD_BYTES = 4096;
 const READ_BUFFER_BYTES = 1024 * 1024;
 const OWN_MEMORY_BYTES = 256 * 1024;
+/** Answer bytes a bulk stream may have queued unsent before further answers are dropped. */
+const MAX_UNSENT_BYTES = 16 * 1024 * 1024;
 
 /** Memory of big bulk answers: theirs alone, so it can be handed to a worker thread and back. */
 const ownMemory = new WeakSet<ArrayBuffer>();
@@ -170,7 +172,8 @@ export function serveBulk(socket: net.Socket, head: Buffer, o: BulkServeOptions)
           if (answered) throw new Error(`bulk request ${kind} answered twice`);
           answered = true;
           pending--;
-          if (socket.destroyed) return false;
+          // A requester that stops reading must not grow our memory: drop (it times out, asks again).
+          if (socket.destroyed || socket.writableLength > MAX_UNSENT_BYTES) return false;
           socket.write(frame);
           return true;
         },

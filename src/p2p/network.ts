@@ -162,6 +162,7 @@ export declare interface PeerNetwork {
   once(event: 'peer', listener: (e: PeerEvent) => void): this;
   off(event: 'message', listener: (m: PeerMessage) => void): this;
   off(event: 'peer', listener: (e: PeerEvent) => void): this;
+  off(event: 'request', listener: (r: PeerRequest) => void): this;
 }
 
 interface PeerRecord {
