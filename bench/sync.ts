@@ -1,6 +1,6 @@
 // [benchmark] sync: state sync on a 3-node cluster: a node that was down while 10 MiB of a 1 GiB state changed (bytes fetched, restart → synced), a brand-new node fetching the whole state (MiB/s, peak RSS), against rsync.
 // Usage: npm run bench -- sync [--quick] [--state-mb N] [--changed-mb N] [--roundtime MS] [--logs-dir DIR] [--cpu-prof-dir DIR]
-//   env: HP_BENCH_STATE_MB, HP_BENCH_CHANGED_MB, HP_BENCH_ROUNDTIME (the options win)
+//   env: HP_BENCH_STATE_MB, HP_BENCH_CHANGED_MB, HP_BENCH_ROUNDTIME (the options win), HP_BENCH_SERVE_MIB (every node's mesh.serve_mib_per_sec)
 //   --quick: 128 MiB of state (else 1024 MiB); the changed amount stays 10 MiB unless given.
 //   --logs-dir keeps every node's log (<node>-run<r>.log); --cpu-prof-dir writes a V8 CPU profile per node run.
 //
@@ -20,6 +20,8 @@
 //             writer contract without data.bin, imported as createNode does) and it is spawned: it must
 //             fetch every ledger record and the whole state. Same measures; MiB/s = stateBytes / the
 //             sync's own duration (verification and durable writes included), and over the wall time.
+//   cached    (info) the fresh case once more, after reading node1/node2's packs into the page cache
+//             (their packs may be cold by then: written ~1 min before, and this machine reclaims cache).
 //   baseline  rsync on local disk (after the cluster stopped): (a) delta transfer (--no-whole-file -I)
 //             of the patched data.bin onto an old copy (same block positions changed, random bytes):
 //             bytes sent + received and literal data from --stats, time; (b) the full data.bin into an
@@ -481,8 +483,27 @@ async function createCluster(contractDir: string): Promise<void> {
   const peerPorts = ports.slice(3);
   useLoopbackPorts(r.dirs, userPorts, peerPorts, (cfg) => {
     cfg.log.level = 'info'; // ledger, vote status and sync lines are info
+    if (process.env.HP_BENCH_SERVE_MIB) cfg.mesh.serve_mib_per_sec = Number(process.env.HP_BENCH_SERVE_MIB);
   });
   r.dirs.forEach((d, i) => nodes.push(new BenchNode(path.basename(d), d, userPorts[i], peerPorts[i])));
+}
+
+/** Reads every pack of these nodes' stores once (into the page cache); returns the ms it took. */
+function readPacks(nodes: BenchNode[]): number {
+  const t0 = performance.now();
+  const buf = Buffer.allocUnsafe(8 * MiB);
+  for (const n of nodes) {
+    const dir = path.join(n.dir, 'state', 'packs');
+    for (const f of fs.readdirSync(dir)) {
+      const fd = fs.openSync(path.join(dir, f), 'r');
+      try {
+        for (let at = 0, got = 1; got > 0; at += got) got = fs.readSync(fd, buf, 0, buf.length, at);
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+  }
+  return performance.now() - t0;
 }
 
 /** Node3 as a brand-new node: no ledger, a store holding only a small genesis (as createNode makes it). */
@@ -608,7 +629,7 @@ function verifyLedgers(): Check {
 }
 
 function report(o: {
-  changed: RestartResult; fresh: RestartResult; changedBytes: number; listsTouched: number; rsync: RsyncResult | null; check: Check;
+  changed: RestartResult; fresh: RestartResult; cached: RestartResult; changedBytes: number; listsTouched: number; rsync: RsyncResult | null; check: Check;
   genesisS: number; dataGenS: number; patchS: number; downLedgers: number; loadBefore: number; quiet: Consensus; serving: Consensus;
 }): string {
   const T = CFG.targets;
@@ -658,6 +679,15 @@ function report(o: {
     `≥ ${T.fullMiBps} MiB/s`,
     fRate >= T.fullMiBps ? 'yes' : 'NO',
   ]);
+  const k = o.cached;
+  const kRate = k.status.transfer.stateBytes / MiB / (k.syncLogMs / 1000);
+  body.push([
+    `fresh node again, node1/node2's packs read into the page cache just before`,
+    `${kRate.toFixed(1)} MiB/s (${k.syncLogMs} ms); VmHWM ${k.hwmMiB.toFixed(0)} MiB`,
+    rs?.full ? `rsync full copy ${rsFull.toFixed(1)} MiB/s incl. fsync` : noRsync || '—',
+    rs?.full ? `${(kRate / rsFull).toFixed(2)}x rsync` : '—',
+    '(info)', '',
+  ]);
   body.push([
     `fresh node: spawn → "vote status: synced" with lcl ≥ the others'`,
     `${secs(f.spawnToSyncedMs)} = ${(fBytes / MiB / (f.spawnToSyncedMs / 1000)).toFixed(1)} MiB/s overall (start-up ${secs(f.spawnToStartedMs)}, behind ${secs(f.spawnToBehindMs - f.spawnToStartedMs)}, ` +
@@ -695,6 +725,7 @@ function report(o: {
       `tree nodes alone are ~${mib(o.listsTouched * FANOUT * 32)} on top of the blocks: fetched − changed = ${((cBytes - o.changedBytes) / 1024).toFixed(1)} KiB in ${c.status.transfer.stateObjects - CFG.changedBlocks} objects besides the blocks`,
     `changed: ${c.syncLine}`,
     `fresh: ${f.syncLine}`,
+    `fresh, servers' state cached: ${o.cached.syncLine}`,
     `changed: node3 synced at lcl ${c.lclAtSynced} (others ${c.othersAtSynced}); fresh: at ${f.lclAtSynced} (others ${f.othersAtSynced})`,
     `rejected objects/records during the syncs: ${rejected}`,
     ...c.rounds.map((l) => `changed ${l}`),
@@ -794,6 +825,13 @@ async function main(): Promise<void> {
   const freshRes = await restartAndMeasure('fresh', n3, [n1, n2]);
   const serving = consensusIn([n1, n2], freshRes.syncStartAt, freshRes.syncDoneAt);
 
+  // ---- 2b. fresh node again, the servers' packs read into the page cache first (info) ------------
+  await n3.stop();
+  makeFresh(n3, smallContract);
+  const warmMs = readPacks([n1, n2]);
+  log(`fresh, servers' state cached: read node1/node2's packs in ${warmMs.toFixed(0)} ms`);
+  const cachedRes = await restartAndMeasure('fresh-cached', n3, [n1, n2]);
+
   const check = verifyLedgers();
   log(`ledgers: ${check.mismatches.length ? `${check.mismatches.length} seqs DIFFER` : 'identical'} on ${check.compared} seqs; stopping the cluster`);
   await Promise.all(nodes.map((n) => n.stop()));
@@ -809,7 +847,7 @@ async function main(): Promise<void> {
   let listsTouched = 0;
   for (let d = 0, span = FANOUT; d < fileDepth(CFG.stateBlocks); d++, span *= FANOUT) listsTouched += new Set(changed.map((k) => Math.floor(k / span))).size;
   process.stdout.write(report({
-    changed: changedRes, fresh: freshRes, changedBytes: CFG.changedBlocks * BLOCK, listsTouched, rsync, check, genesisS, dataGenS, patchS, downLedgers, loadBefore, quiet, serving,
+    changed: changedRes, fresh: freshRes, cached: cachedRes, changedBytes: CFG.changedBlocks * BLOCK, listsTouched, rsync, check, genesisS, dataGenS, patchS, downLedgers, loadBefore, quiet, serving,
   }));
 }
 
