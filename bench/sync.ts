@@ -208,6 +208,7 @@ interface NodeStatus {
   voteStatus: string;
   transfer: { ledgerRecords: number; ledgerBytes: number; rejectedRecords: number; stateObjects: number; stateBytes: number; rejectedObjects: number; stateSyncs: number };
   sync: { objectsFetched: number; bytesFetched: number; objectsLocal: number; pending: number; elapsedMs: number; bytesPerSec: number } | null;
+  eventLoopDelayMs?: { p50: number; p99: number; max: number }; // over the second before `updated`
 }
 
 const nodes: BenchNode[] = [];
@@ -324,6 +325,8 @@ interface RestartResult {
   lclAtSynced: number;
   othersAtSynced: number;
   rounds: string[]; // notable lines of this run (behind, caught up, sync progress)
+  /** The serving nodes' event-loop delay, per second (their status.json) while this node synced. */
+  serversLoop: string;
 }
 
 /** Every live descendant of `pid` (statefs, contract processes). */
@@ -370,7 +373,13 @@ async function restartAndMeasure(label: string, n3: BenchNode, others: BenchNode
   n3.spawn();
   const t0 = n3.spawnedAt;
   let treePeak = 0;
+  // The others' status.json, one sample per second each: how late their event loops ran.
+  const loops = others.map(() => new Map<string, { at: number; d: { p50: number; p99: number; max: number } }>());
   const sampler = setInterval(() => {
+    others.forEach((o, i) => {
+      const s = o.status();
+      if (s?.eventLoopDelayMs) loops[i].set(s.updated, { at: performance.now(), d: s.eventLoopDelayMs });
+    });
     if (!n3.running) return;
     const pids = [n3.pid, ...descendants(n3.pid)];
     treePeak = Math.max(treePeak, pids.reduce((a, p) => a + (procStatusMiB(p, 'VmRSS') || 0), 0));
@@ -432,6 +441,12 @@ async function restartAndMeasure(label: string, n3: BenchNode, others: BenchNode
       statefsHwmMiB,
       lclAtSynced: n3.lastSeq,
       othersAtSynced,
+      serversLoop: others.map((o, i) => {
+        const inSync = [...loops[i].values()].filter((x) => x.at >= doneLine.at - (Number(/state sync done in (\d+) ms/.exec(doneLine.text)![1])) && x.at <= doneLine.at + 1000).map((x) => x.d);
+        if (inSync.length === 0) return `${o.name} —`;
+        const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+        return `${o.name} median p50 ${med(inSync.map((d) => d.p50))} ms, median p99 ${med(inSync.map((d) => d.p99))} ms, worst ${Math.max(...inSync.map((d) => d.max))} ms (${inSync.length} s)`;
+      }).join('; '),
       rounds: n3.lines.filter((l) => /\bbehind \(|caught up|state sync|out of sync|vote status/.test(l.text))
         .slice(0, 12).map((l) => `+${((l.at - t0) / 1000).toFixed(2)} s ${l.text.replace(/^\S+ \S+\s+/, '')}`),
     };
@@ -725,6 +740,7 @@ function report(o: {
       `tree nodes alone are ~${mib(o.listsTouched * FANOUT * 32)} on top of the blocks: fetched − changed = ${((cBytes - o.changedBytes) / 1024).toFixed(1)} KiB in ${c.status.transfer.stateObjects - CFG.changedBlocks} objects besides the blocks`,
     `changed: ${c.syncLine}`,
     `fresh: ${f.syncLine}`,
+    `fresh: the serving nodes' event loops ran late by (per second, from their status.json): ${f.serversLoop}`,
     `fresh, servers' state cached: ${o.cached.syncLine}`,
     `changed: node3 synced at lcl ${c.lclAtSynced} (others ${c.othersAtSynced}); fresh: at ${f.lclAtSynced} (others ${f.othersAtSynced})`,
     `rejected objects/records during the syncs: ${rejected}`,

@@ -32,6 +32,7 @@ export function printStatus(dir: string, json: boolean): number {
   console.log(`  state      ${s.stateRoot}`);
   console.log(`  vote       ${s.voteStatus}; UNL of ${s.unl.length}, quorum ${s.quorum}, roundtime ${s.roundtimeMs} ms`);
   console.log(`  peers      ${s.peers.length} connected`);
+  if (s.eventLoopDelayMs) console.log(`  event loop ${s.eventLoopDelayMs.p50} ms late at the median, ${s.eventLoopDelayMs.p99} ms at p99, ${s.eventLoopDelayMs.max} ms at most (last second)`);
   if (s.executions) console.log(`  executions ${s.executions.warm} warm-started, ${s.executions.cold} cold, ${s.executions.discarded} warm processes discarded`);
   console.log(`  catch-up   ${t.ledgerRecords} ledgers (${mib(t.ledgerBytes)}) fetched, ${t.rejectedRecords} rejected`);
   console.log(`  state sync ${t.stateSyncs} done, ${t.stateObjects} objects (${mib(t.stateBytes)}) fetched, ${t.rejectedObjects} rejected`);
