@@ -11,7 +11,6 @@
 // signed by its user, to the others. Outputs reach users when the next ledger closes, with the
 // UNL members' signatures of the output root that the upstream client verifies.
 import fs from 'node:fs';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import path from 'node:path';
 import { EventEmitter } from 'node:events';
 import { DEFAULT_SERVE_MIB_PER_SEC, NodeConfig, writeConfig } from '../config/nodeConfig';
@@ -22,6 +21,7 @@ import { signIn, verifyIn } from '../crypto/domain';
 import { KeyPair } from '../crypto/keys';
 import { runContract, startContract } from '../contract/executor';
 import { isNodeBinary, WarmStart, warmSlots } from './warmStart';
+import { LoopLag, LoopLagFigures } from './loopLag';
 import type { ContractArgs, ContractExecution, ContractLaunch, ContractRunResult } from '../contract/types';
 import { decodeRecord, encodeRecord } from '../ledger/ledgerCodec';
 import { LedgerStore } from '../ledger/ledgerStore';
@@ -65,11 +65,6 @@ const GOSSIP_BATCH_MS = 20;
 const GOSSIP_BATCH_BYTES = 1024 * 1024;
 /** How long a catch-up waits for one peer's ledgers before asking another. */
 const SYNC_REQUEST_TIMEOUT_MS = 3000;
-
-/** The event-loop delay monitor samples every this many ms; its figures include that interval. */
-const LOOP_SAMPLE_MS = 10;
-/** A delay-histogram figure (ns, sampling interval included; NaN or huge before the first sample) → ms late, one decimal. */
-const loopMs = (ns: number) => (Number.isFinite(ns) && ns < 1e12 ? Math.max(0, Math.round((ns / 1e6 - LOOP_SAMPLE_MS) * 10) / 10) : 0);
 
 /** The read-only view of our own store that peers' object requests are served from. */
 interface ServingStore {
@@ -183,7 +178,8 @@ export class HpNode extends EventEmitter {
   private lastProposal: Omit<MsgFrame, 'type'> | null = null;
   private remounting = false;
   private serving: ServingStore | null = null;
-  private readonly loopDelay = monitorEventLoopDelay({ resolution: LOOP_SAMPLE_MS });
+  private loopLag: LoopLag | null = null;
+  private loopFigures: LoopLagFigures = { p50: 0, p99: 0, max: 0 };
   private readonly serveBucket: TokenBucket;
   private stopping = false;
   private statusTimer: NodeJS.Timeout | null = null;
@@ -312,7 +308,7 @@ export class HpNode extends EventEmitter {
     // The state check waits until the node votes with the others again (or STATE_CHECK_DELAY_MS):
     // a restarted node rejoins first instead of sharing its CPU and disk between the two.
     this.stateCheckTimer = setTimeout(() => this.checkState(), STATE_CHECK_DELAY_MS);
-    this.loopDelay.enable();
+    this.loopLag = new LoopLag();
     this.statusTimer = setInterval(() => this.writeStatus(), 1000);
     this.writeStatus();
   }
@@ -379,16 +375,16 @@ export class HpNode extends EventEmitter {
       consensus: this.core.describe(),
       // How late this event loop ran its callbacks over the last second: what peers and users wait
       // on top of the work itself (fsyncs, spawns and GC on this thread all show up here).
-      eventLoopDelayMs: { p50: loopMs(this.loopDelay.percentile(50)), p99: loopMs(this.loopDelay.percentile(99)), max: loopMs(this.loopDelay.max) },
+      eventLoopDelayMs: this.loopFigures,
     };
   }
 
   private writeStatus(): void {
     try {
       const tmp = `${this.paths.status}.tmp`;
+      if (this.loopLag) this.loopFigures = this.loopLag.take();
       fs.writeFileSync(tmp, JSON.stringify(this.statusReport(), null, 2) + '\n');
       fs.renameSync(tmp, this.paths.status);
-      this.loopDelay.reset();
     } catch {
       /* status is best effort: a full disk must not stop the node for it */
     }
@@ -456,7 +452,7 @@ export class HpNode extends EventEmitter {
     if (this.gossipTimer) clearTimeout(this.gossipTimer);
     this.tickTimer = this.gossipTimer = null;
     if (this.statusTimer) clearInterval(this.statusTimer);
-    this.loopDelay.disable();
+    this.loopLag?.stop();
     if (this.stateCheckTimer) clearTimeout(this.stateCheckTimer);
     for (const w of this.outputWaits) w.check();
     this.outputWaits.clear();
