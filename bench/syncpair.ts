@@ -72,7 +72,9 @@ async function serve(): Promise<void> {
 
 // ---- parent -------------------------------------------------------------------------------------
 
-const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'hp-bench-syncpair-'));
+const IS_SERVER = process.env.HP_SYNCPAIR_ROLE === 'server';
+// The parent's only: the server children (this file too) must not leave temp dirs behind.
+const tmpRoot = IS_SERVER ? '' : fs.mkdtempSync(path.join(os.tmpdir(), 'hp-bench-syncpair-'));
 const children: ChildProcess[] = [];
 
 function askCpu(c: ChildProcess): Promise<number> {
@@ -235,5 +237,5 @@ async function cleanup(): Promise<void> {
   fs.rmSync(tmpRoot, { recursive: true, force: true });
 }
 
-if (process.env.HP_SYNCPAIR_ROLE === 'server') void serve();
+if (IS_SERVER) void serve();
 else runBench('syncpair', main, cleanup, log);
