@@ -11,6 +11,7 @@
 // signed by its user, to the others. Outputs reach users when the next ledger closes, with the
 // UNL members' signatures of the output root that the upstream client verifies.
 import fs from 'node:fs';
+import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { EventEmitter } from 'node:events';
 import { DEFAULT_SERVE_MIB_PER_SEC, NodeConfig, writeConfig } from '../config/nodeConfig';
@@ -179,6 +180,7 @@ export class HpNode extends EventEmitter {
   private remounting = false;
   private serving: ServingStore | null = null;
   private loopLag: LoopLag | null = null;
+  private statusWriting = false;
   private loopFigures: LoopLagFigures = { p50: 0, p99: 0, max: 0 };
   private readonly serveBucket: TokenBucket;
   private stopping = false;
@@ -379,15 +381,20 @@ export class HpNode extends EventEmitter {
     };
   }
 
+  /**
+   * Rewrites run/status.json on libuv's threads: on a busy disk the rename alone waited 100+ ms,
+   * every second, on the event loop that serves peers and users. One write at a time (a tick that
+   * finds one still going skips); best effort: a full disk must not stop the node for it.
+   */
   private writeStatus(): void {
-    try {
-      const tmp = `${this.paths.status}.tmp`;
-      if (this.loopLag) this.loopFigures = this.loopLag.take();
-      fs.writeFileSync(tmp, JSON.stringify(this.statusReport(), null, 2) + '\n');
-      fs.renameSync(tmp, this.paths.status);
-    } catch {
-      /* status is best effort: a full disk must not stop the node for it */
-    }
+    if (this.statusWriting) return;
+    this.statusWriting = true;
+    if (this.loopLag) this.loopFigures = this.loopLag.take();
+    const tmp = `${this.paths.status}.tmp`;
+    fsp.writeFile(tmp, JSON.stringify(this.statusReport(), null, 2) + '\n')
+      .then(() => fsp.rename(tmp, this.paths.status))
+      .catch(() => undefined)
+      .finally(() => (this.statusWriting = false));
   }
 
   private bootRw(): PreparedStatefs {
