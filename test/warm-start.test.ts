@@ -3,7 +3,8 @@
 // in contract-exec (executor) and node-e2e (a node's executions).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { isNodeBinary, MAX_WARM_SLOTS, MIN_WARM_SLOTS, warmSlots } from '../src/node/warmStart';
+import { isNodeBinary } from '../src/contract/launcher';
+import { MAX_WARM_SLOTS, MIN_WARM_SLOTS, warmSlots } from '../src/node/warmStart';
 
 test('warm start is for Node.js binaries only', () => {
   assert.equal(isNodeBinary('/usr/bin/node'), true);

@@ -21,7 +21,8 @@ import type { CandidateInput, ClosedLedger, ConsensusAction, ConsensusEvent, Evi
 import { signIn, verifyIn } from '../crypto/domain';
 import { KeyPair } from '../crypto/keys';
 import { runContract, startContract } from '../contract/executor';
-import { isNodeBinary, WarmStart, warmSlots } from './warmStart';
+import { isNodeBinary } from '../contract/launcher';
+import { WarmStart, warmSlots } from './warmStart';
 import { LoopLag, LoopLagFigures } from './loopLag';
 import type { ContractArgs, ContractExecution, ContractLaunch, ContractRunResult } from '../contract/types';
 import { decodeRecord, encodeRecord } from '../ledger/ledgerCodec';
@@ -66,16 +67,6 @@ const GOSSIP_BATCH_MS = 20;
 const GOSSIP_BATCH_BYTES = 1024 * 1024;
 /** How long a catch-up waits for one peer's ledgers before asking another. */
 const SYNC_REQUEST_TIMEOUT_MS = 3000;
-
-/** The read-only view of our own store that peers' object requests are served from. */
-interface ServingStore {
-  store: ObjectStore;
-  commit: number;
-  /** Reads in flight on libuv's threads. */
-  reads: number;
-  /** Replaced (or dropped): closed when `reads` reaches 0. */
-  retired: boolean;
-}
 /** A gap of more ledgers than this is closed by state sync (fetch only the differing state) rather than replay. */
 const MAX_REPLAY_LEDGERS = 16;
 /** Relayed inputs checked per slice (~10 ms of signature checks) before the event loop gets a turn. */
@@ -123,6 +114,16 @@ interface LedgerToRun {
   timestampMs: number;
   users: Buffer[];
   inputs: LedgerInput[];
+}
+
+/** The read-only view of our own store that peers' object requests are served from. */
+interface ServingStore {
+  store: ObjectStore;
+  commit: number;
+  /** Reads in flight on libuv's threads. */
+  reads: number;
+  /** Replaced (or dropped): closed when `reads` reaches 0. */
+  retired: boolean;
 }
 
 export class HpNode extends EventEmitter {

@@ -20,8 +20,6 @@ export const MIN_WARM_SLOTS = 32;
 /** And at most: each is a socketpair and a Node stream. */
 export const MAX_WARM_SLOTS = 256;
 
-export { isNodeBinary } from '../contract/launcher';
-
 /** Fds a contract keeps free for its own files when proc_ofd_count caps them. */
 const OWN_FDS = 32;
 

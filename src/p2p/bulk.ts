@@ -132,6 +132,9 @@ export function encodeTicketAnswer(ticket: Buffer, port: number): Buffer {
   return out;
 }
 
+/** The ticket answer of a node that does not listen: port 0, no stream. */
+export const NO_TICKET_ANSWER = encodeTicketAnswer(Buffer.alloc(TICKET_BYTES), 0);
+
 export function decodeTicketAnswer(body: Buffer): { ticket: Buffer; port: number } | null {
   if (body.length !== TICKET_BYTES + 2) return null;
   const port = body.readUInt16BE(TICKET_BYTES);

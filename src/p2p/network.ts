@@ -10,7 +10,7 @@ import { KeyPair, verify } from '../crypto/keys';
 import type { Logger } from '../node/log';
 import { answerTo } from './answers';
 import { BanList } from './bans';
-import { BULK_PROTOCOL, BULK_TICKET_HEADER, BULK_TICKET_REQUEST, BulkClient, decodeTicketAnswer, encodeTicketAnswer, serveBulk, TicketBook } from './bulk';
+import { BULK_PROTOCOL, BULK_TICKET_HEADER, BULK_TICKET_REQUEST, BulkClient, decodeTicketAnswer, encodeTicketAnswer, NO_TICKET_ANSWER, serveBulk, TicketBook } from './bulk';
 import { SeenIds } from './dedup';
 import { backoffDelayMs, PeerAddress, parsePeerAddress, peerUrl } from './dialTarget';
 import { createEnvelope, decodeBody, envelopeId, messageId, signedBytes } from './envelope';
@@ -797,7 +797,7 @@ export class PeerNetwork extends EventEmitter {
       const req = this.peerRequest(from, f.kind, f.body, reserve);
       // The bulk ticket is ours to answer: port 0 (none) when we do not listen.
       if (f.kind === BULK_TICKET_REQUEST) {
-        return void req.reply([this.httpServer ? encodeTicketAnswer(this.tickets.issue(from, now), this.address().port) : encodeTicketAnswer(Buffer.alloc(32), 0)]);
+        return void req.reply([this.httpServer ? encodeTicketAnswer(this.tickets.issue(from, now), this.address().port) : NO_TICKET_ANSWER]);
       }
       c.delivered++;
       return this.emitSafe('request', req);

@@ -14,6 +14,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { HASH_BYTES, toHex } from '../crypto/hash';
 import {
   decodeDir, decodeFile, decodeList, decodeRoot, encodeDir, encodeRoot, EntryKind, hashObject, hashTaggedInPlace, ObjectKind, TAG_BYTES,
@@ -400,15 +401,10 @@ export class ObjectStore {
    */
   async checkpointTxn(txn: StoreTxn, entries: ReadonlyArray<[string, ObjectLocation]>, packBytes: number): Promise<void> {
     if (this.txn !== txn) throw new StoreError('transaction is not the open one');
-    await new Promise<void>((resolve, reject) => fs.fdatasync(this.packFd(txn.pack), (err) => (err ? reject(err) : resolve())));
+    await fdatasyncAsync(this.packFd(txn.pack));
     const records = indexRecords(entries);
-    const fh = await fsp.open(path.join(this.dir, `index.${this.head.indexGen}`), 'r+');
-    try {
-      await fh.write(records, 0, records.length, this.head.indexBytes);
-      await fh.datasync();
-    } finally {
-      await fh.close();
-    }
+    await writeAsync(this.indexFd, records, 0, records.length, this.head.indexBytes);
+    await fdatasyncAsync(this.indexFd);
     const head = { ...this.head, indexBytes: this.head.indexBytes + records.length, activePackBytes: packBytes };
     const tmp = path.join(this.dir, 'HEAD.tmp');
     const hf = await fsp.open(tmp, 'w');
@@ -952,6 +948,9 @@ export class StoreTxn {
     if (this.checkpointing) throw new StoreError('a checkpoint of this transaction is still running: await it first', 'EBUSY');
   }
 }
+
+const fdatasyncAsync = promisify(fs.fdatasync);
+const writeAsync = promisify(fs.write);
 
 function headText(head: Head): string {
   return JSON.stringify(head, null, 1) + '\n';

@@ -28,17 +28,17 @@ let failed = false;
 let nextId = 1;
 const waiting = new Map<number, (done: HashDone | null) => void>();
 
+/** False once a worker has failed in this process: callers hash in place instead. */
+export function hasherWorks(): boolean {
+  return !failed;
+}
+
 /**
  * Hashes objects that are views into one ArrayBuffer that holds nothing else, each with TAG_BYTES
  * of it before the object that nobody reads meanwhile (hashObjectBorrowingRoom's rule). The buffer
  * travels to the worker, so the given views are unusable afterwards (detached): use the `contents`
  * returned (same bytes, same order). Resolves with null if the worker failed.
  */
-/** False once a worker has failed in this process: callers hash in place instead. */
-export function hasherWorks(): boolean {
-  return !failed;
-}
-
 export function hashInWorker(kinds: readonly ObjectKind[], contents: readonly Buffer[]): Promise<{ hashes: Buffer[]; contents: Buffer[] } | null> {
   const memory = contents[0].buffer as ArrayBuffer;
   if (contents.some((c) => c.buffer !== memory)) throw new Error('hashInWorker: the objects must share one ArrayBuffer');
