@@ -456,3 +456,39 @@ test('get re-verifies what it reads from disk', (t) => {
   assert.throws(() => store.get(2), new RegExp(`ledger 2 at offset ${ends[1]} changed on disk since it was opened`));
   assert.equal(store.get(1)!.seqNo, 1);
 });
+
+test('appends are readable at once and durable in order; close() syncs what is still pending', async (t) => {
+  const dir = tempDir(t, 'hp-ledger-');
+  const recs = chain3();
+  const store = LedgerStore.open(dir);
+  const order: number[] = [];
+  const durable = recs.map((r) => store.append(r).then(() => order.push(r.seqNo)));
+  assert.deepEqual(store.get(3), recs[2], 'readable before its fdatasync finished');
+  await store.synced();
+  await Promise.all(durable);
+  assert.deepEqual(order, [1, 2, 3], 'each append resolves after the ones before it');
+  const r4 = next(recs[2]);
+  void store.append(r4); // not awaited: close() must make it durable and not leave a rejection behind
+  store.close();
+  const { store: again } = open(t, dir);
+  assert.deepEqual(again.last(), r4);
+});
+
+test('a failed fdatasync rejects its append and every later one, even if a later fdatasync would succeed', async (t) => {
+  const dir = tempDir(t, 'hp-ledger-');
+  const recs = chain3();
+  const { store } = open(t, dir);
+  await store.append(recs[0]);
+  let calls = 0;
+  t.mock.method(fs, 'fdatasync', (fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => {
+    calls++;
+    if (calls === 1) return cb(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+    cb(null); // what Linux does after reporting a lost write-back once
+  });
+  const second = store.append(recs[1]);
+  const third = store.append(recs[2]);
+  await assert.rejects(second, /making ledger 2 durable failed \(EIO: i\/o error, fdatasync\); restart the node to reopen the ledger \(it resumes at 1 or later\)/);
+  await assert.rejects(third, /making ledger 2 durable failed/);
+  await assert.rejects(store.synced(), /making ledger 2 durable failed/);
+  assert.throws(() => store.append(next(recs[2])), /making ledger 2 durable failed/, 'no appends after a lost write');
+});

@@ -8,7 +8,9 @@
 // damaged one; with the key no byte sequence outside this file can.
 //
 // Crash safety: the file is created complete (tmp + fsync + rename + dir fsync); each append is
-// written at the end and fdatasync'ed before append() returns. A crash can therefore only leave a
+// written at the end before append() returns (readable at once) and fdatasync'ed on libuv's
+// threads, one after another: append's promise says when that record is durable, synced() when
+// all are (an fdatasync on the event loop stalled rounds and peers). A crash can only leave a
 // torn last frame, which open() truncates away with one warning. Damage followed by valid records
 // is not a torn write, and open() refuses rather than silently dropping committed ledgers.
 // Genesis (seq 0) is implicit and never written.
@@ -46,6 +48,9 @@ export class LedgerStore {
   private end = FILE_HEADER_BYTES;
   /** Set when a write or fsync failed: what is on disk is then unknown until a reopen. */
   private failed: string | null = null;
+  /** The newest append's fdatasync (each waits for the one before); never rejects. */
+  private syncing: Promise<void> = Promise.resolve();
+  private unsynced = 0;
 
   private constructor(readonly file: string, private fd: number, private readonly key: Buffer) {}
 
@@ -105,10 +110,13 @@ export class LedgerStore {
   }
 
   /**
-   * Appends the next ledger and makes it durable before returning. A record that does not extend
-   * the chain, or is inconsistent in itself, is a bug in the caller and throws.
+   * Appends the next ledger: written (and readable) when this returns, durable when the promise
+   * resolves; it rejects if the fdatasync failed, and so does every append after it (Linux reports
+   * a lost write-back once: a later fdatasync that succeeds says nothing about the earlier one).
+   * A record that does not extend the chain, or is inconsistent in itself, is a bug in the caller
+   * and throws.
    */
-  append(rec: LedgerRecord): void {
+  append(rec: LedgerRecord): Promise<void> {
     this.assertOpen();
     if (this.failed) throw new Error(this.failed);
     const last = this.lastRec;
@@ -127,7 +135,6 @@ export class LedgerStore {
     this.checksum(payload).copy(head, 4);
     try {
       writeAllAt(this.fd, [head, payload], this.end);
-      fs.fdatasyncSync(this.fd);
     } catch (err) {
       // After a failed write or fsync the page cache cannot be trusted; only a reopen (which
       // rescans the file) can say what is durable, so refuse further appends.
@@ -142,11 +149,45 @@ export class LedgerStore {
     // Keep a private decoded copy, so callers reusing their Buffers cannot change our chain tip.
     this.lastRec = decodeRecord(payload);
     this.end += FRAME_HEADER_BYTES + payload.length;
+    return this.syncAppended(rec.seqNo, last.seqNo);
   }
 
+  /** Resolves when every append so far is durable; rejects if one of them failed to be. */
+  synced(): Promise<void> {
+    return this.syncing.then(() => {
+      if (this.failed) throw new Error(this.failed);
+    });
+  }
+
+  private syncAppended(seqNo: number, before: number): Promise<void> {
+    const fd = this.fd;
+    this.unsynced++;
+    const done = this.syncing.then(async () => {
+      try {
+        if (this.failed) throw new Error(this.failed);
+        await fdatasync(fd);
+      } catch (err) {
+        if (this.fd !== fd) return; // closed meanwhile: close() synced it
+        this.failed ??= `ledger ${this.file}: making ledger ${seqNo} durable failed (${(err as Error).message}); restart the node to reopen the ledger (it resumes at ${before} or later)`;
+        throw new Error(this.failed);
+      } finally {
+        this.unsynced--;
+      }
+    });
+    this.syncing = done.catch(() => undefined);
+    return done;
+  }
+
+  /** Closes the file, first making durable what an unfinished fdatasync was still to cover. */
   close(): void {
-    if (this.fd >= 0) fs.closeSync(this.fd);
+    if (this.fd < 0) return;
+    const fd = this.fd;
     this.fd = -1;
+    try {
+      if (this.unsynced > 0 && !this.failed) fs.fdatasyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
   }
 
   /** One pass over the file: index every frame, check the chain, and cut off a torn tail. */
@@ -301,6 +342,11 @@ function preadUpTo(fd: number, pos: number, len: number): Buffer {
     done += n;
   }
   return done === len ? buf : buf.subarray(0, done);
+}
+
+/** Looked up on each call (not bound once), so a test can make it fail. */
+function fdatasync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
 }
 
 function writeAllAt(fd: number, bufs: Buffer[], pos: number): void {

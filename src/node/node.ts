@@ -45,6 +45,7 @@ import { InputBudget } from './inputBudget';
 import { admissionCapacity, InputPool, MIN_ADMISSION, PendingInput, RejectReason } from './inputPool';
 import { Logger } from './log';
 import { NodePaths, PATCH_FILE, STATE_SUBDIR } from './nodeDir';
+import { ActionQueue, Performed } from './actionQueue';
 import { ExecFile, LockFile } from './nodeFiles';
 import { OutputSigBook } from './outputSigs';
 import {
@@ -149,6 +150,11 @@ export class HpNode extends EventEmitter {
   private nplCount = 0;
   private readonly queue: ConsensusEvent[] = [];
   private draining = false;
+  private readonly actions = new ActionQueue<ConsensusAction>(
+    (a) => this.perform(a),
+    (a, err) => this.actionFailed(a, err),
+    () => this.drain(),
+  );
   private tickTimer: NodeJS.Timeout | null = null;
   private gossip: WireInput[] = [];
   /** Admitted inputs not yet offered to the core, with when they arrived here. */
@@ -464,6 +470,7 @@ export class HpNode extends EventEmitter {
     if (this.stateCheckTimer) clearTimeout(this.stateCheckTimer);
     for (const w of this.outputWaits) w.check();
     this.outputWaits.clear();
+    await this.actions.close();
     await this.stateCheck;
     await this.catchingUp;
     await this.running?.done;
@@ -574,25 +581,34 @@ export class HpNode extends EventEmitter {
       return;
     }
     this.queue.push(ev);
+    this.drain();
+  }
+
+  /**
+   * Performs queued actions (in order; a durable write holds back the ones after it, see
+   * ActionQueue) and hands queued events to the core, until neither can go on.
+   */
+  private drain(): void {
     if (this.draining) return;
     this.draining = true;
     try {
-      while (this.queue.length > 0 && !this.stopping) {
-        for (const a of this.core.handle(this.queue.shift()!)) {
-          try {
-            this.perform(a);
-          } catch (err) {
-            this.log.error(`consensus action ${a.type} failed: ${(err as Error).stack ?? err}`);
-            if (a.type === 'persistLock') return this.fail(`cannot persist the consensus lock: ${(err as Error).message}`);
-          }
-        }
+      while (!this.stopping) {
+        if (this.actions.runNext()) continue;
+        const ev = this.queue.shift();
+        if (!ev) break;
+        this.actions.push(this.core.handle(ev));
       }
     } finally {
       this.draining = false;
     }
   }
 
-  private perform(a: ConsensusAction): void {
+  private actionFailed(a: ConsensusAction, err: Error): void {
+    this.log.error(`consensus action ${a.type} failed: ${err.stack ?? err}`);
+    if (a.type === 'persistLock') this.fail(`cannot persist the consensus lock: ${err.message}`);
+  }
+
+  private perform(a: ConsensusAction): Performed {
     switch (a.type) {
       case 'broadcast': {
         const body = encodeProposalBody(a.proposal);
@@ -617,6 +633,7 @@ export class HpNode extends EventEmitter {
       case 'fetchInputs':
         return this.fetchInputs(a.hashes.map((h) => h.subarray(8)), a.peers.map((p) => p.toString('hex')));
       case 'persistLock':
+        // Durable before any later action (the precommit it guards among them); see ActionQueue.
         return this.lockFile.save(a.lock);
       case 'closeLedger':
         return this.onClosed(a.ledger);
@@ -708,27 +725,25 @@ export class HpNode extends EventEmitter {
     return this.appendRecord({ ...ledger.header, hash: ledger.hash, users: ledger.users, inputs, outputs: [], quorum: ledger.quorum }, prev);
   }
 
-  /** Appends a certified ledger with the outputs of `prev` (our execution of the one before). */
+  /**
+   * Appends a certified ledger with the outputs of `prev` (our execution of the one before). Users
+   * hear of it (accepted inputs, outputs, ledger_created) once the record is durable; the node's
+   * own bookkeeping follows the ledger at once.
+   */
   private appendRecord(rec: LedgerRecord, prev: ExecutionResult | null): boolean {
     const n = rec.seqNo;
     const record: LedgerRecord = { ...rec, outputs: (prev?.users ?? []).map((u) => ({ pubkey: u.user, hash: u.hash, blobs: u.outputs })) };
+    let durable: Promise<void>;
     try {
-      this.ledger.append(record);
+      durable = this.ledger.append(record);
     } catch (err) {
       // Nothing of this ledger was acknowledged to anyone, so stopping loses no accepted input;
       // carrying on would vote on ledgers this node cannot keep (e.g. a full disk).
       this.fail(`cannot append ledger ${n}: ${(err as Error).message}`);
       return false;
     }
-    for (const i of record.inputs) {
-      this.pool.noteLedgerInput(i.pubkey.toString('hex'), i.nonce);
-      this.emit('input_status', { user: i.pubkey, inputHash: i.hash, status: 'accepted', ledgerSeqNo: n, ledgerHash: record.hash });
-    }
-    for (const expired of this.pool.expire(n)) {
-      this.emit('input_status', { user: expired.user, inputHash: expired.hash, status: 'rejected', reason: 'max_ledger_expired' });
-    }
-    if (prev) this.deliverOutputs(n, record.hash, prev);
-    this.emit('ledger_created', record);
+    for (const i of record.inputs) this.pool.noteLedgerInput(i.pubkey.toString('hex'), i.nonce);
+    const expired = this.pool.expire(n);
     const p = this.pendingSettings;
     if (p && record.configHash.equals(p.configHash)) {
       this.pendingSettings = null;
@@ -737,7 +752,17 @@ export class HpNode extends EventEmitter {
         if (!this.stopping) this.reconfigure(p.settings, record);
       });
     }
-    this.log.info(`ledger ${n} ${record.hash.toString('hex').slice(0, 12)} inputs=${record.inputs.length} signers=${record.quorum.length} state=${record.stateHash.toString('hex').slice(0, 12)}`);
+    durable.then(
+      () => {
+        for (const i of record.inputs) this.emit('input_status', { user: i.pubkey, inputHash: i.hash, status: 'accepted', ledgerSeqNo: n, ledgerHash: record.hash });
+        for (const e of expired) this.emit('input_status', { user: e.user, inputHash: e.hash, status: 'rejected', reason: 'max_ledger_expired' });
+        if (prev) this.deliverOutputs(n, record.hash, prev);
+        this.emit('ledger_created', record);
+        this.log.info(`ledger ${n} ${record.hash.toString('hex').slice(0, 12)} inputs=${record.inputs.length} signers=${record.quorum.length} state=${record.stateHash.toString('hex').slice(0, 12)}`);
+      },
+      // Nothing of it was acknowledged; the ledger reopens at what is durable.
+      (err: Error) => this.fail(`cannot make ledger ${n} durable: ${err.message}`),
+    );
     return true;
   }
 
@@ -821,8 +846,19 @@ export class HpNode extends EventEmitter {
    * outcome at the end (syncDone). A divergent state cannot be repaired by replay: that stops the
    * catch-up, and the core marks the node desync (state sync repairs it).
    */
+  /**
+   * Waits until no execution runs and no consensus action waits for a durable write: a repair
+   * must not find a ledger being closed behind its back.
+   */
+  private async quiesce(): Promise<void> {
+    while (this.running || this.actions.waiting) {
+      await this.running?.done;
+      await this.actions.idle();
+    }
+  }
+
   private async catchUp(r: SyncRequest, stateWrong: boolean): Promise<void> {
-    while (this.running) await this.running.done;
+    await this.quiesce();
     if (this.stopping) return;
     this.paused = true; // before any await: no warm start may begin meanwhile
     if (stateWrong) await this.warm.discard();
@@ -882,7 +918,7 @@ export class HpNode extends EventEmitter {
    * that newest ledger ourselves. The core is paused meanwhile and told the outcome (syncDone).
    */
   private async repairState(why: string): Promise<void> {
-    while (this.running) await this.running.done;
+    await this.quiesce();
     if (this.stopping) return;
     this.paused = true; // before any await: no warm start may begin meanwhile
     await this.warm.discard();
@@ -1144,7 +1180,7 @@ export class HpNode extends EventEmitter {
     } catch (err) {
       await this.rw.rollback();
       this.log.error(`ledger ${l.seqNo}: contract could not run: ${(err as Error).message}; state rolled back, no outputs`);
-      this.finish(l.seqNo, new Map(), before, this.currentConfigHash());
+      await this.finish(l.seqNo, new Map(), before, this.currentConfigHash());
       return { seqNo: l.seqNo, inputs: l.inputs.length, spawnMs: 0, execMs: 0, commitMs: 0, totalMs: performance.now() - t0, warm: false };
     }
     const tCommit = performance.now();
@@ -1161,6 +1197,9 @@ export class HpNode extends EventEmitter {
       outputs = new Map();
     } else {
       if (res.exitCode !== 0 && !res.signal) this.log.warn(`ledger ${l.seqNo}: contract exited with code ${res.exitCode}; its state and outputs are kept (HotPocket semantics)`);
+      // The ledger that asked for this run is durable before its state is: a crash must not leave
+      // committed state that no ledger on disk led to.
+      await this.ledger.synced();
       const snap = await this.rw.commit([`/${PATCH_FILE}`]).catch((err: Error) => {
         throw new Error(`cannot commit the contract's state: ${err.message}`);
       });
@@ -1171,7 +1210,7 @@ export class HpNode extends EventEmitter {
       configHash = newHash;
     }
     for (const u of res.truncatedUsers) this.log.warn(`ledger ${l.seqNo}: outputs to ${u.slice(0, 12)}… truncated at ${this.config.contract.round_limits.user_output_bytes} bytes`);
-    this.finish(l.seqNo, outputs, stateRoot, configHash);
+    await this.finish(l.seqNo, outputs, stateRoot, configHash);
     const commitMs = performance.now() - tCommit;
     return { seqNo: l.seqNo, inputs: l.inputs.length, spawnMs: res.timings.spawnMs, execMs: res.timings.execMs, commitMs, totalMs: performance.now() - t0, warm: res.timings.warm };
   }
@@ -1197,9 +1236,11 @@ export class HpNode extends EventEmitter {
   }
 
   /** Records an execution's result durably (a restart must not run it twice) and signs its output root. */
-  private finish(seqNo: number, outputs: Map<string, Buffer[]>, stateRoot: Buffer, configHash: Buffer): void {
+  private async finish(seqNo: number, outputs: Map<string, Buffer[]>, stateRoot: Buffer, configHash: Buffer): Promise<void> {
     const result = finishExecution(seqNo, outputs, stateRoot, this.keys);
-    this.execFile.save(result, configHash);
+    // Before the signature leaves: a node that crashed after signing must not run it again (a
+    // non-deterministic contract would make it sign a second output root for the same ledger).
+    await this.execFile.save(result, configHash);
     this.remember({ result, configHash });
     const sig = result.unlSig[0][1];
     this.outputSigs.add(seqNo, this.keys.publicKey.toString('hex'), result.outputRoot, sig);

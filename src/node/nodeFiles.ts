@@ -4,41 +4,59 @@
 // temp file, fsync, rename, fsync the directory; a crash leaves the old file or the new one.
 import { decode, encode } from '@msgpack/msgpack';
 import fs from 'node:fs';
+import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { decodePersistedLock, encodePersistedLock } from '../consensus/proposalCodec';
 import type { PersistedLock } from '../consensus/types';
 import { DEFAULT_LIMITS } from '../consensus/types';
 import { finishExecutionFromUsers, ExecutionResult } from './roundResult';
 
-export function writeDurable(file: string, data: Uint8Array): void {
+// The writes run on libuv's threads (an fsync on the event loop stalled rounds and peers); writes
+// to one file are chained, so they land in the order they were asked for and never share the temp.
+
+async function writeDurable(file: string, data: Uint8Array): Promise<void> {
   const tmp = `${file}.tmp`;
-  const fd = fs.openSync(tmp, 'w', 0o600);
+  const fh = await fsp.open(tmp, 'w', 0o600);
   try {
-    fs.writeSync(fd, data);
-    fs.fsyncSync(fd);
+    await fh.writeFile(data);
+    await fh.sync();
   } finally {
-    fs.closeSync(fd);
+    await fh.close();
   }
-  fs.renameSync(tmp, file);
-  syncDir(path.dirname(file));
+  await fsp.rename(tmp, file);
+  await syncDir(path.dirname(file));
 }
 
-export function removeDurable(file: string): void {
+async function removeDurable(file: string): Promise<void> {
   try {
-    fs.unlinkSync(file);
+    await fsp.unlink(file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     return;
   }
-  syncDir(path.dirname(file));
+  await syncDir(path.dirname(file));
 }
 
-function syncDir(dir: string): void {
-  const fd = fs.openSync(dir, 'r');
+async function syncDir(dir: string): Promise<void> {
+  const fh = await fsp.open(dir, 'r');
   try {
-    fs.fsyncSync(fd);
+    await fh.sync();
   } finally {
-    fs.closeSync(fd);
+    await fh.close();
+  }
+}
+
+/** One file replaced atomically, one write at a time, in the order asked. */
+class DurableFile {
+  private last: Promise<void> = Promise.resolve();
+
+  constructor(readonly file: string) {}
+
+  /** Resolves when `data` (or, for null, the file's absence) is durable; rejects if that failed. */
+  replace(data: Uint8Array | null): Promise<void> {
+    const next = this.last.then(() => (data ? writeDurable(this.file, data) : removeDurable(this.file)));
+    this.last = next.catch(() => undefined);
+    return next;
   }
 }
 
@@ -51,12 +69,9 @@ function readIfExists(file: string): Buffer | null {
   }
 }
 
-export class LockFile {
-  constructor(readonly file: string) {}
-
-  save(lock: PersistedLock | null): void {
-    if (lock) writeDurable(this.file, encodePersistedLock(lock));
-    else removeDurable(this.file);
+export class LockFile extends DurableFile {
+  save(lock: PersistedLock | null): Promise<void> {
+    return this.replace(lock ? encodePersistedLock(lock) : null);
   }
 
   /** The persisted lock, or null; a damaged file is reported, never silently ignored. */
@@ -72,10 +87,8 @@ export class LockFile {
 }
 
 /** The last execution: which ledger it ran, the roots it produced, and each user's outputs. */
-export class ExecFile {
-  constructor(readonly file: string) {}
-
-  save(r: ExecutionResult, configHash: Buffer): void {
+export class ExecFile extends DurableFile {
+  save(r: ExecutionResult, configHash: Buffer): Promise<void> {
     const doc = {
       v: 1,
       seqNo: r.seqNo,
@@ -84,7 +97,7 @@ export class ExecFile {
       outputRoot: r.outputRoot,
       users: r.users.map((u) => [u.user, u.outputs]),
     };
-    writeDurable(this.file, encode(doc));
+    return this.replace(encode(doc));
   }
 
   load(signer: { publicKey: Buffer; secretKey: Buffer }): { result: ExecutionResult; configHash: Buffer } | null {
