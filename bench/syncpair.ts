@@ -19,10 +19,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { generateKeyPair, KeyPair } from '../src/crypto/keys';
 import { decodeByteList, decodeGetObjects, encodeByteList, encodeGetObjects, MAX_OBJECT_REPLY_BYTES, MAX_OBJECTS_PER_REQUEST, REQUEST, writeByteList } from '../src/node/peerMessages';
-import { ownsItsMemory } from '../src/p2p/bulk';
 import { PeerNetwork } from '../src/p2p/network';
 import { ObjectLocation, ObjectStore } from '../src/state/blockstore';
 import { importDirectory } from '../src/state/importExport';
+import { hasherMemory } from '../src/state/hashWorker';
 import { syncState } from '../src/state/sync';
 import { makeLog, markdown, numOpt, runBench } from './common';
 
@@ -118,7 +118,6 @@ async function syncOnce(net: PeerNetwork, servers: ChildProcess[], root: Buffer,
       },
       batch: MAX_OBJECTS_PER_REQUEST,
       answersHaveRoom: true,
-      ownsItsMemory,
       timeMs: 0,
     });
     const ms = performance.now() - t0;
@@ -179,7 +178,7 @@ async function main(): Promise<void> {
       c.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
     }));
   }
-  const net = new PeerNetwork({ contractId: CONTRACT, keys: keys[0], listen: { host: '127.0.0.1', port: 0 }, peers: ports.map((p) => `127.0.0.1:${p}`), unl: () => unl, allowObservers: false });
+  const net = new PeerNetwork({ contractId: CONTRACT, keys: keys[0], listen: { host: '127.0.0.1', port: 0 }, peers: ports.map((p) => `127.0.0.1:${p}`), unl: () => unl, allowObservers: false, answerMemory: hasherMemory });
   await net.start();
   try {
     while (net.connectedPeers().length < 2) await new Promise((r) => setTimeout(r, 20));

@@ -30,12 +30,12 @@ import { LedgerStore } from '../ledger/ledgerStore';
 import { fetchedRecordProblem } from '../ledger/sync';
 import type { LedgerInput, LedgerRecord } from '../ledger/ledgerHash';
 import { signedPayload } from '../p2p/envelope';
-import { ownsItsMemory } from '../p2p/bulk';
 import { PeerNetwork } from '../p2p/network';
 import { FLAG_RELAY, MsgFrame } from '../p2p/wire';
 import type { PeerMessage, PeerRequest } from '../p2p/network';
 import { ObjectLocation, ObjectStore } from '../state/blockstore';
 import { checkInBackground, DamagedObject } from '../state/integrity';
+import { hasherMemory } from '../state/hashWorker';
 import { StateSyncProgress, syncState } from '../state/sync';
 import { TokenBucket } from '../p2p/rate';
 import { PreparedStatefs, StatefsMount } from '../state/statefsClient';
@@ -291,6 +291,7 @@ export class HpNode extends EventEmitter {
         unl: () => this.unlHex,
         allowObservers: false,
         log: this.log.child('p2p'),
+        answerMemory: hasherMemory, // big state answers land where the hasher thread reads them
       });
       net.on('message', (m) => this.onPeerMessage(m));
       net.on('request', (r) => this.onPeerRequest(r));
@@ -939,7 +940,6 @@ export class HpNode extends EventEmitter {
           peers: () => this.net!.connectedPeers().filter((p) => this.unlHex.includes(p)),
           fetch: (peer, hashes) => this.fetchObjects(peer, hashes),
           answersHaveRoom: true, // decodeByteList views of one answer frame (p2p/wire.ts allocRes, p2p/bulk.ts)
-          ownsItsMemory,
           batch: MAX_OBJECTS_PER_REQUEST,
           timeMs: last.timestampMs,
           distrust: this.distrusted,
@@ -1006,7 +1006,12 @@ export class HpNode extends EventEmitter {
   private async fetchObjects(peer: string, hashes: Buffer[]): Promise<Array<Buffer | null> | null> {
     const body = await this.net?.bulkRequest(peer, REQUEST.objects, encodeGetObjects(hashes), SYNC_REQUEST_TIMEOUT_MS);
     if (!body) return null;
-    return decodeByteList(body, hashes.length, 'hpn.getobj answer');
+    try {
+      return decodeByteList(body, hashes.length, 'hpn.getobj answer');
+    } catch (err) {
+      hasherMemory.give(body); // nothing will read it: back to the pool
+      throw err;
+    }
   }
 
   /**

@@ -28,27 +28,49 @@ const MAX_TICKETS_PER_PEER = 4;
 const MAX_REQUEST_BYTES = 64 * 1024;
 const MAX_HTTP_HEAD_BYTES = 4096;
 const READ_BUFFER_BYTES = 1024 * 1024;
-const OWN_MEMORY_BYTES = 256 * 1024;
+/** Answer frames from this size up are served from recycled slabs (see FrameSlabs). */
+const RECYCLE_MIN_BYTES = 256 * 1024;
+const RECYCLE_SLAB_BYTES = 4 * 1024 * 1024;
+const RECYCLE_MAX_FREE = 16;
 /** Answer bytes a bulk stream may have queued unsent before further answers are dropped. */
 const MAX_UNSENT_BYTES = 16 * 1024 * 1024;
 
-/** Memory of big bulk answers: theirs alone, so it can be handed to a worker thread and back. */
-const ownMemory = new WeakSet<ArrayBuffer>();
-
-function allocateAnswer(bytes: number): Buffer {
-  if (bytes < OWN_MEMORY_BYTES) return Buffer.allocUnsafe(bytes);
-  const b = Buffer.allocUnsafeSlow(bytes);
-  ownMemory.add(b.buffer as ArrayBuffer);
-  return b;
+/**
+ * Where a requester's big answers are read into, and given back when the caller is done with one
+ * (the node's: state/hashWorker.ts hasherMemory, slabs the hasher thread reads in place). Giving
+ * back a buffer that did not come from a slab is a no-op.
+ */
+export interface AnswerMemory {
+  take(bytes: number): Buffer;
+  give(b: Buffer): void;
 }
 
 /**
- * True when `b` is part of a big bulk answer whose ArrayBuffer holds that answer and nothing else:
- * it may be transferred to a worker (state/hashWorker.ts) while the caller keeps its hands off.
+ * The serving side's answer frames: a few MiB each, several per second to a syncing peer. Fresh
+ * ArrayBuffers at that rate are page faults and, worse, external-memory pressure that makes V8 run
+ * full GCs again and again; a frame's slab is reused once the socket has written it.
  */
-export function ownsItsMemory(b: Buffer): boolean {
-  return ownMemory.has(b.buffer as ArrayBuffer);
+class FrameSlabs {
+  private readonly free: ArrayBuffer[] = [];
+  private readonly mine = new WeakSet<ArrayBuffer>();
+
+  take(bytes: number): Buffer {
+    if (bytes < RECYCLE_MIN_BYTES || bytes > RECYCLE_SLAB_BYTES) return Buffer.allocUnsafe(bytes);
+    let slab = this.free.pop();
+    if (!slab) {
+      slab = new ArrayBuffer(RECYCLE_SLAB_BYTES);
+      this.mine.add(slab);
+    }
+    return Buffer.from(slab, 0, bytes);
+  }
+
+  give(b: Buffer): void {
+    const slab = b.buffer as ArrayBuffer;
+    if (this.mine.has(slab) && this.free.length < RECYCLE_MAX_FREE && !this.free.includes(slab)) this.free.push(slab);
+  }
 }
+
+const frameSlabs = new FrameSlabs();
 
 export class BulkError extends Error {}
 
@@ -166,7 +188,7 @@ export function serveBulk(socket: net.Socket, head: Buffer, o: BulkServeOptions)
     if (++pending > o.maxPending) return fail(`more than ${o.maxPending} bulk requests unanswered`);
     let answered = false;
     o.onRequest(kind, f.subarray(9 + f[8]), (length) => {
-      const frame = Buffer.allocUnsafe(8 + length);
+      const frame = frameSlabs.take(8 + length);
       frame.writeUInt32BE(4 + length, 0);
       frame.writeUInt32BE(id, 4);
       return {
@@ -176,8 +198,11 @@ export function serveBulk(socket: net.Socket, head: Buffer, o: BulkServeOptions)
           answered = true;
           pending--;
           // A requester that stops reading must not grow our memory: drop (it times out, asks again).
-          if (socket.destroyed || socket.writableLength > MAX_UNSENT_BYTES) return false;
-          socket.write(frame);
+          if (socket.destroyed || socket.writableLength > MAX_UNSENT_BYTES) {
+            frameSlabs.give(frame);
+            return false;
+          }
+          socket.write(frame, () => frameSlabs.give(frame));
           return true;
         },
       };
@@ -202,6 +227,8 @@ export interface BulkClientOptions {
   localAddress?: string;
   maxAnswerBytes: number;
   connectTimeoutMs: number;
+  /** Where answers are read into (default: a new buffer each). */
+  answerMemory?: AnswerMemory;
 }
 
 /** The requesting end of a bulk stream. */
@@ -218,11 +245,11 @@ export class BulkClient {
       4 + o.maxAnswerBytes,
       (f) => {
         const done = this.waiting.get(f.readUInt32BE(4));
-        if (!done) return; // timed out meanwhile
+        if (!done) return o.answerMemory?.give(f); // timed out meanwhile
         this.waiting.delete(f.readUInt32BE(4));
         done(f.subarray(8));
       },
-      allocateAnswer,
+      o.answerMemory ? (n) => o.answerMemory!.take(n) : Buffer.allocUnsafe,
     );
   }
 

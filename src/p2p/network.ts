@@ -10,7 +10,7 @@ import { KeyPair, verify } from '../crypto/keys';
 import type { Logger } from '../node/log';
 import { answerTo } from './answers';
 import { BanList } from './bans';
-import { BULK_PROTOCOL, BULK_TICKET_HEADER, BULK_TICKET_REQUEST, BulkClient, decodeTicketAnswer, encodeTicketAnswer, NO_TICKET_ANSWER, serveBulk, TicketBook } from './bulk';
+import { AnswerMemory, BULK_PROTOCOL, BULK_TICKET_HEADER, BULK_TICKET_REQUEST, BulkClient, decodeTicketAnswer, encodeTicketAnswer, NO_TICKET_ANSWER, serveBulk, TicketBook } from './bulk';
 import { SeenIds } from './dedup';
 import { backoffDelayMs, PeerAddress, parsePeerAddress, peerUrl } from './dialTarget';
 import { createEnvelope, decodeBody, envelopeId, messageId, signedBytes } from './envelope';
@@ -36,6 +36,8 @@ export interface PeerNetworkOptions {
   clock?: () => number;
   /** Source address for outbound connections (tests use distinct loopback addresses). */
   localAddress?: string;
+  /** Where bulk answers are read into (bulkRequest's callers give them back); default: new buffers. */
+  answerMemory?: AnswerMemory;
 }
 
 export interface PeerMessage {
@@ -465,7 +467,7 @@ export class PeerNetwork extends EventEmitter {
     if (!t) throw new Error(answer ? 'the peer offers none' : 'no answer to the ticket request');
     // The host we dialed, or the address the peer's link came from; the port it told us.
     const host = (s.targetKey && this.targets.get(s.targetKey)?.addr.host) || s.remoteAddress;
-    return BulkClient.open({ host, port: t.port, ticket: t.ticket, localAddress: this.opts.localAddress, maxAnswerBytes: this.limits.maxMessageBytes, connectTimeoutMs: this.limits.handshakeTimeoutMs });
+    return BulkClient.open({ host, port: t.port, ticket: t.ticket, localAddress: this.opts.localAddress, maxAnswerBytes: this.limits.maxMessageBytes, connectTimeoutMs: this.limits.handshakeTimeoutMs, answerMemory: this.opts.answerMemory });
   }
 
   /** A bulk upgrade on the peer port: admitted with a ticket we issued to a peer still connected. */

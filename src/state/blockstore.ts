@@ -831,6 +831,15 @@ export class StoreTxn {
     this.behind = true;
   }
 
+  /**
+   * Resolves once everything put so far is written to the pack (put's current batch goes out now):
+   * from then on the pack no longer reads the callers' buffers, which may be reused.
+   */
+  async written(): Promise<void> {
+    if (!this.done) this.writePending(this.behind);
+    await Promise.all([...this.writes]);
+  }
+
   /** Bytes handed to the kernel and not yet written. */
   get inflightBytes(): number {
     return this.inflight;

@@ -6,7 +6,7 @@
 // snapshot), so a sync killed half-way resumes without fetching them again; the target becomes
 // the current snapshot only once its whole tree is present.
 import { ObjectStore } from './blockstore';
-import { hashInWorker, hasherWorks } from './hashWorker';
+import { hashInWorker, hasherMemory, hasherWorks, onOneSlab } from './hashWorker';
 import { decodeDir, decodeFile, decodeList, decodeRoot, EntryKind, hashObject, hashObjectBorrowingRoom, ObjectKind } from './objects';
 
 export interface SyncFetch {
@@ -48,12 +48,6 @@ export interface StateSyncOptions {
    * for the hash's tag instead of streaming the tag and the object through two hasher calls.
    */
   answersHaveRoom?: boolean;
-  /**
-   * True for an answer object whose ArrayBuffer holds its answer and nothing else (big bulk answers,
-   * p2p/bulk.ts): such answers are hashed on a worker thread (state/hashWorker.ts), their memory
-   * transferred there and back, so the event loop only receives and writes.
-   */
-  ownsItsMemory?: (content: Buffer) => boolean;
   /** A peer sent bytes that do not hash to what was asked: the caller penalises it. */
   onBadPeer?: (peer: string, reason: string) => void;
   /** Objects to treat as missing even if the store has them (they failed verification). */
@@ -123,7 +117,8 @@ export async function syncState(store: ObjectStore, target: Buffer, o: StateSync
 
   const childrenOf = (w: Want, content: Buffer): Want[] => {
     const kids: Want[] = [];
-    const add = (hash: Buffer, kind: ObjectKind, path: string) => kids.push({ hash, kind, path, tries: 0 });
+    // Copies: `content` may lie in an answer slab that is reused once its objects are written.
+    const add = (hash: Buffer, kind: ObjectKind, path: string) => kids.push({ hash: Buffer.from(hash), kind, path, tries: 0 });
     switch (w.kind) {
       case ObjectKind.Root:
         add(decodeRoot(content).dir, ObjectKind.Dir, '/');
@@ -206,12 +201,20 @@ export async function syncState(store: ObjectStore, target: Buffer, o: StateSync
   let lastProgress = 0;
   /** Files the objects of one answer, requeueing what did not come. */
   const take = async (peer: string, g: Want[], got: Array<Buffer | null> | null) => {
+    const present = got ? got.filter((c): c is Buffer => !!c) : [];
+    try {
+      await file(peer, g, got, present);
+    } finally {
+      // An answer read into a hasher slab (state/hashWorker.ts) goes back to the pool once the
+      // objects taken from it are on their way to disk and written (the pack write reads them).
+      if (present.length > 0 && onOneSlab(present)) void txn.written().then(() => hasherMemory.give(present[0]), () => hasherMemory.give(present[0]));
+    }
+  };
+  const file = async (peer: string, g: Want[], got: Array<Buffer | null> | null, present: Buffer[]) => {
     // Every object is hashed before any is stored: hashing may borrow the bytes before an object,
     // which end the previous one, and a stored object's bytes may be on their way to disk.
-    const checked = await verify(g, got);
-    if (checked === null) return void missing.push(...g); // the hasher failed: ask again
-    const good = checked.good;
-    got = checked.got;
+    const good = await verify(g, got, present);
+    if (good === null) return void missing.push(...g); // the hasher failed: ask again
     g.forEach((w, i) => {
       const content = got === null ? null : got[i];
       if (content === undefined) return void missing.push(w); // past a short answer: not now
@@ -232,24 +235,20 @@ export async function syncState(store: ObjectStore, target: Buffer, o: StateSync
     });
   };
   /**
-   * Which objects of an answer hash to what was asked: on the hasher thread when the answer owns its
-   * memory (which then comes back as new views: `got` is replaced), else here. Null: the hasher failed.
+   * Which objects of an answer hash to what was asked: on the hasher thread when the answer lies in
+   * one of its slabs, else here. Null: the hasher failed.
    */
-  const verify = async (g: Want[], got: Array<Buffer | null> | null): Promise<{ good: boolean[]; got: Array<Buffer | null> | null } | null> => {
-    const present = got ? got.filter((c): c is Buffer => !!c) : [];
-    if (o.answersHaveRoom && present.length > 0 && hasherWorks() && o.ownsItsMemory?.(present[0]) && present.every((c) => c.buffer === present[0].buffer)) {
-      const done = await hashInWorker(g.filter((_, i) => got![i]).map((w) => w.kind), present);
-      if (!done) return null;
+  const verify = async (g: Want[], got: Array<Buffer | null> | null, present: Buffer[]): Promise<boolean[] | null> => {
+    if (o.answersHaveRoom && present.length > 0 && hasherWorks() && onOneSlab(present)) {
+      const hashes = await hashInWorker(g.filter((_, i) => got![i]).map((w) => w.kind), present);
+      if (!hashes) return null;
       let k = 0;
-      const again = got!.map((c) => (c ? done.contents[k++] : c));
-      k = 0;
-      return { good: g.map((w, i) => !!again[i] && done.hashes[k++].equals(w.hash)), got: again };
+      return g.map((w, i) => !!got![i] && hashes[k++].equals(w.hash));
     }
-    const good = g.map((w, i) => {
+    return g.map((w, i) => {
       const content = got?.[i];
       return !!content && (o.answersHaveRoom ? hashObjectBorrowingRoom(w.kind, content) : hashObject(w.kind, content)).equals(w.hash);
     });
-    return { good, got };
   };
   const rtt = { n: 0, sum: 0, max: 0 };
   const launch = (g: Want[]) => {
