@@ -600,9 +600,17 @@ test('bulk streams: big answers over a ticketed TCP stream beside the link; bad 
   assert.ok((await A.net.request(B.hex, 'test.later', Buffer.from('ok'), 5000))?.equals(big), 'and over the link');
   assert.equal((await A.net.request(B.hex, 'test.later', Buffer.from('fail'), 5000))?.toString(), 'fill failed');
   // B → A as well (B dialed A: the stream goes to A's listen port).
+  // linkWhileOpening: the first request does not wait for the stream; it goes over the link while
+  // the stream opens, and the next one takes the stream.
   A.net.on('request', onRequest);
-  assert.ok((await B.net.bulkRequest(A.hex, 'test.big', Buffer.from('x'), 5000))?.subarray(1).equals(big));
-  assert.equal(B.net.stats().bulk.opened, 1);
+  const linkAnswers = () => B.net.stats().peers[A.hex].answers;
+  const before = linkAnswers();
+  assert.ok((await B.net.bulkRequest(A.hex, 'test.big', Buffer.from('x'), 5000, { linkWhileOpening: true }))?.subarray(1).equals(big));
+  assert.ok(linkAnswers() >= before + 1, 'answered over the link');
+  await waitFor(() => B.net.stats().bulk.opened === 1, 'the stream opened meanwhile');
+  const viaLink = linkAnswers();
+  assert.ok((await B.net.bulkRequest(A.hex, 'test.big', Buffer.from('y'), 5000, { linkWhileOpening: true }))?.subarray(1).equals(big));
+  assert.equal(linkAnswers(), viaLink, 'the second over the stream');
 
   // A made-up ticket: 403, counted; the port keeps serving.
   const refused = await rawTcp(B.port, '127.0.0.21', [upgrade('ab'.repeat(32))]);

@@ -1004,7 +1004,7 @@ export class HpNode extends EventEmitter {
 
   /** One hpn.getobj request: the objects in order (a prefix if the peer stopped early), null if unanswered. */
   private async fetchObjects(peer: string, hashes: Buffer[]): Promise<Array<Buffer | null> | null> {
-    const body = await this.net?.bulkRequest(peer, REQUEST.objects, encodeGetObjects(hashes), SYNC_REQUEST_TIMEOUT_MS);
+    const body = await this.net?.bulkRequest(peer, REQUEST.objects, encodeGetObjects(hashes), SYNC_REQUEST_TIMEOUT_MS, { linkWhileOpening: true });
     if (!body) return null;
     try {
       return decodeByteList(body, hashes.length, 'hpn.getobj answer');

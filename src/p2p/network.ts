@@ -40,6 +40,13 @@ export interface PeerNetworkOptions {
   answerMemory?: AnswerMemory;
 }
 
+/** Our bulk stream to one peer: being opened (client pending), open, or failed (retryAt set). */
+interface BulkEntry {
+  client: Promise<BulkClient | null>;
+  open: BulkClient | null;
+  retryAt: number;
+}
+
 export interface PeerMessage {
   /** BLAKE3 message id (hex): author plus everything signed, not the signature. */
   id: string;
@@ -225,7 +232,7 @@ export class PeerNetwork extends EventEmitter {
   /** Bulk streams (bulk.ts): tickets we handed out, streams we serve per peer, ours to each peer. */
   private readonly tickets = new TicketBook();
   private readonly bulkServed = new Map<string, Set<Socket>>();
-  private readonly bulkLinks = new Map<string, { client: Promise<BulkClient | null>; retryAt: number }>();
+  private readonly bulkLinks = new Map<string, BulkEntry>();
   private readonly bulkCounts = { opened: 0, failed: 0, served: 0, refused: 0 };
 
   constructor(private readonly opts: PeerNetworkOptions) {
@@ -427,20 +434,23 @@ export class PeerNetwork extends EventEmitter {
   /**
    * request() over the peer's bulk stream (bulk.ts), opened on first use; for big answers (state
    * objects). Falls back to the WebSocket link while a stream cannot be had (the peer offers none,
-   * or the connection failed: tried again after BULK_RETRY_MS).
+   * or the connection failed: tried again after BULK_RETRY_MS). `linkWhileOpening`: a request made
+   * while the stream is still being opened goes over the link instead of waiting for it (the
+   * first steps of a small sync are a few round trips; opening a stream costs two more).
    */
-  async bulkRequest(pubkeyHex: string, kind: string, body: Uint8Array, timeoutMs: number): Promise<Buffer | null> {
-    const client = await this.bulkLink(pubkeyHex);
-    return client ? client.request(kind, body, timeoutMs) : this.request(pubkeyHex, kind, body, timeoutMs);
+  async bulkRequest(pubkeyHex: string, kind: string, body: Uint8Array, timeoutMs: number, opts: { linkWhileOpening?: boolean } = {}): Promise<Buffer | null> {
+    const entry = this.bulkLink(pubkeyHex);
+    const client = entry && (entry.open ?? (opts.linkWhileOpening ? null : await entry.client));
+    return client && !client.closed ? client.request(kind, body, timeoutMs) : this.request(pubkeyHex, kind, body, timeoutMs);
   }
 
-  private bulkLink(peer: string): Promise<BulkClient | null> {
+  private bulkLink(peer: string): BulkEntry | null {
     const now = this.clock();
     const cur = this.bulkLinks.get(peer);
-    if (cur && (cur.retryAt === 0 || now < cur.retryAt)) return cur.client;
+    if (cur && (cur.retryAt === 0 || now < cur.retryAt)) return cur;
     const s = this.sessions.get(peer);
-    if (!s) return Promise.resolve(null);
-    const entry = { client: Promise.resolve<BulkClient | null>(null), retryAt: 0 };
+    if (!s) return null;
+    const entry: BulkEntry = { client: Promise.resolve(null), open: null, retryAt: 0 };
     entry.client = this.openBulk(s).then(
       (client) => {
         this.bulkCounts.opened++;
@@ -448,6 +458,7 @@ export class PeerNetwork extends EventEmitter {
           if (this.bulkLinks.get(peer) === entry) this.bulkLinks.delete(peer);
         });
         if (this.bulkLinks.get(peer) !== entry) client.close(); // the peer went down meanwhile
+        entry.open = client;
         return client;
       },
       (err: Error) => {
@@ -458,7 +469,7 @@ export class PeerNetwork extends EventEmitter {
       },
     );
     this.bulkLinks.set(peer, entry);
-    return entry.client;
+    return entry;
   }
 
   private async openBulk(s: PeerSession): Promise<BulkClient> {
