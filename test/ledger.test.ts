@@ -461,13 +461,24 @@ test('appends are readable at once and durable in order; close() syncs what is s
   const dir = tempDir(t, 'hp-ledger-');
   const recs = chain3();
   const store = LedgerStore.open(dir);
+  const realFdatasync = fs.fdatasync;
+  let syncs = 0;
+  t.mock.method(fs, 'fdatasync', (fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => {
+    syncs++;
+    realFdatasync(fd, cb);
+  });
+  const many = [...recs];
+  while (many.length < 30) many.push(next(many[many.length - 1]));
   const order: number[] = [];
-  const durable = recs.map((r) => store.append(r).then(() => order.push(r.seqNo)));
+  const durable = many.map((r) => store.append(r).then(() => order.push(r.seqNo)));
   assert.deepEqual(store.get(3), recs[2], 'readable before its fdatasync finished');
   await store.synced();
+  assert.equal(order.length, 30, 'synced() waited for every append');
   await Promise.all(durable);
-  assert.deepEqual(order, [1, 2, 3], 'each append resolves after the ones before it');
-  const r4 = next(recs[2]);
+  assert.deepEqual(order, many.map((r) => r.seqNo), 'each append resolves after the ones before it');
+  assert.ok(syncs >= 1 && syncs <= 2, `group commit: one fdatasync for the first append, one for the 29 written meanwhile (${syncs})`);
+  t.mock.restoreAll();
+  const r4 = next(many[29]);
   void store.append(r4); // not awaited: close() must make it durable and not leave a rejection behind
   store.close();
   const { store: again } = open(t, dir);

@@ -9,8 +9,8 @@
 //
 // Crash safety: the file is created complete (tmp + fsync + rename + dir fsync); each append is
 // written at the end before append() returns (readable at once) and fdatasync'ed on libuv's
-// threads, one after another: append's promise says when that record is durable, synced() when
-// all are (an fdatasync on the event loop stalled rounds and peers). A crash can only leave a
+// threads, one fdatasync at a time for all the appends made before it (group commit): append's
+// promise says when that record is durable, synced() when all are (an fdatasync on the event loop stalled rounds and peers). A crash can only leave a
 // torn last frame, which open() truncates away with one warning. Damage followed by valid records
 // is not a torn write, and open() refuses rather than silently dropping committed ledgers.
 // Genesis (seq 0) is implicit and never written.
@@ -48,9 +48,12 @@ export class LedgerStore {
   private end = FILE_HEADER_BYTES;
   /** Set when a write or fsync failed: what is on disk is then unknown until a reopen. */
   private failed: string | null = null;
-  /** The newest append's fdatasync (each waits for the one before); never rejects. */
-  private syncing: Promise<void> = Promise.resolve();
+  /** Appends written and waiting for the next fdatasync, whether one runs, and how many are not durable. */
+  private nextGroup: Array<{ seqNo: number; before: number; resolve: () => void; reject: (e: Error) => void }> | null = null;
+  private syncRunning = false;
   private unsynced = 0;
+  /** Settles when the newest append is durable or failed (groups settle in order); never rejects. */
+  private newest: Promise<void> = Promise.resolve();
 
   private constructor(readonly file: string, private fd: number, private readonly key: Buffer) {}
 
@@ -154,28 +157,53 @@ export class LedgerStore {
 
   /** Resolves when every append so far is durable; rejects if one of them failed to be. */
   synced(): Promise<void> {
-    return this.syncing.then(() => {
-      if (this.failed) throw new Error(this.failed);
-    });
+    return this.newest.then(
+      () => {
+        if (this.failed) throw new Error(this.failed);
+      },
+      () => {
+        throw new Error(this.failed ?? `ledger ${this.file}: an append failed`);
+      },
+    );
   }
 
+  /**
+   * Group commit: one fdatasync at a time, covering every append written before it started; the
+   * appends made meanwhile wait for the next one (a catch-up appends dozens of records at once).
+   */
   private syncAppended(seqNo: number, before: number): Promise<void> {
-    const fd = this.fd;
     this.unsynced++;
-    const done = this.syncing.then(async () => {
-      try {
-        if (this.failed) throw new Error(this.failed);
-        await fdatasync(fd);
-      } catch (err) {
-        if (this.fd !== fd) return; // closed meanwhile: close() synced it
-        this.failed ??= `ledger ${this.file}: making ledger ${seqNo} durable failed (${(err as Error).message}); restart the node to reopen the ledger (it resumes at ${before} or later)`;
-        throw new Error(this.failed);
-      } finally {
-        this.unsynced--;
-      }
+    const done = new Promise<void>((resolve, reject) => {
+      (this.nextGroup ??= []).push({ seqNo, before, resolve, reject });
     });
-    this.syncing = done.catch(() => undefined);
+    this.newest = done.catch(() => undefined);
+    if (!this.syncRunning) this.startSync();
     return done;
+  }
+
+  private startSync(): void {
+    const group = this.nextGroup;
+    this.nextGroup = null;
+    if (!group) return;
+    const fd = this.fd;
+    const settle = (err: Error | null) => {
+      this.unsynced -= group.length;
+      this.syncRunning = false;
+      for (const w of group) (err ? w.reject(err) : w.resolve());
+      this.startSync();
+    };
+    // Closed meanwhile: close() made these durable.
+    if (fd < 0) return settle(null);
+    this.syncRunning = true;
+    const run = this.failed ? Promise.reject(new Error(this.failed)) : fdatasync(fd);
+    run.then(
+      () => settle(null),
+      (err: Error) => {
+        if (this.fd !== fd) return settle(null);
+        this.failed ??= `ledger ${this.file}: making ledger ${group[0].seqNo} durable failed (${err.message}); restart the node to reopen the ledger (it resumes at ${group[0].before} or later)`;
+        settle(new Error(this.failed));
+      },
+    );
   }
 
   /** Closes the file, first making durable what an unfinished fdatasync was still to cover. */
