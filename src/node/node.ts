@@ -1245,7 +1245,9 @@ export class HpNode extends EventEmitter {
     const result = finishExecution(seqNo, outputs, stateRoot, this.keys);
     // Before the signature leaves: a node that crashed after signing must not run it again (a
     // non-deterministic contract would make it sign a second output root for the same ledger).
-    await this.execFile.save(result, configHash);
+    await this.execFile.save(result, configHash).catch((err: Error) => {
+      throw new Error(`cannot record the result of ledger ${seqNo} in ${this.execFile.file}: ${err.message}`);
+    });
     this.remember({ result, configHash });
     const sig = result.unlSig[0][1];
     this.outputSigs.add(seqNo, this.keys.publicKey.toString('hex'), result.outputRoot, sig);
