@@ -10,8 +10,8 @@
 // Crash safety: the file is created complete (tmp + fsync + rename + dir fsync); each append is
 // written at the end before append() returns (readable at once) and fdatasync'ed on libuv's
 // threads, one fdatasync at a time for all the appends made before it (group commit): append's
-// promise says when that record is durable, synced() when all are (an fdatasync on the event loop stalled rounds and peers). A crash can only leave a
-// torn last frame, which open() truncates away with one warning. Damage followed by valid records
+// promise says when that record is durable, synced() when all are (an fdatasync on the event
+// loop stalled rounds and peers). A crash can only leave a torn last frame, which open() truncates away with one warning. Damage followed by valid records
 // is not a torn write, and open() refuses rather than silently dropping committed ledgers.
 // Genesis (seq 0) is implicit and never written.
 import { Blake3Hasher } from '@napi-rs/blake-hash-linux-x64-gnu';
@@ -19,6 +19,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { HASH_BYTES } from '../crypto/hash';
+import { fdatasync } from '../io/durable';
 import { decodeRecord, encodeRecord, HASH_OFFSET, MIN_PAYLOAD_BYTES, PAYLOAD_FORMAT, SEQ_OFFSET } from './ledgerCodec';
 import { genesisLedger, ledgerHash, LedgerRecord, recordProblem } from './ledgerHash';
 
@@ -370,11 +371,6 @@ function preadUpTo(fd: number, pos: number, len: number): Buffer {
     done += n;
   }
   return done === len ? buf : buf.subarray(0, done);
-}
-
-/** Looked up on each call (not bound once), so a test can make it fail. */
-function fdatasync(fd: number): Promise<void> {
-  return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
 }
 
 function writeAllAt(fd: number, bufs: Buffer[], pos: number): void {

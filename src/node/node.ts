@@ -664,7 +664,6 @@ export class HpNode extends EventEmitter {
     this.log.warn(`EVIDENCE ${evidence.kind} by ${evidence.author.toString('hex')}: ${message}; signatures ${a.sig.toString('hex')} and ${b.sig.toString('hex')}`);
   }
 
-  /** Ledger/state sync is the sync feature's job; until then say once, clearly, what is wrong. */
   /**
    * What the core's sync requests become: a node behind by a few ledgers replays them; one behind
    * by many, or whose state is wrong, takes the certified ledgers as they are and syncs the state
@@ -841,13 +840,6 @@ export class HpNode extends EventEmitter {
   // ---- catching up: certified ledgers from peers, replayed in order ---------------------------------
 
   /**
-   * Fetches the ledgers this node missed (down, stopped, cut off), verifies each against our chain
-   * and its quorum certificate, appends it and runs it, checking that our execution of each one
-   * produced what the next one certifies. The consensus core is paused meanwhile and told the
-   * outcome at the end (syncDone). A divergent state cannot be repaired by replay: that stops the
-   * catch-up, and the core marks the node desync (state sync repairs it).
-   */
-  /**
    * Waits until no execution runs and no consensus action waits for a durable write: a repair
    * must not find a ledger being closed behind its back.
    */
@@ -858,6 +850,13 @@ export class HpNode extends EventEmitter {
     }
   }
 
+  /**
+   * Fetches the ledgers this node missed (down, stopped, cut off), verifies each against our chain
+   * and its quorum certificate, appends it and runs it, checking that our execution of each one
+   * produced what the next one certifies. The consensus core is paused meanwhile and told the
+   * outcome at the end (syncDone). A divergent state cannot be repaired by replay: that stops the
+   * catch-up, and the core marks the node desync (state sync repairs it).
+   */
   private async catchUp(r: SyncRequest, stateWrong: boolean): Promise<void> {
     await this.quiesce();
     if (this.stopping) return;

@@ -4,47 +4,14 @@
 // temp file, fsync, rename, fsync the directory; a crash leaves the old file or the new one.
 import { decode, encode } from '@msgpack/msgpack';
 import fs from 'node:fs';
-import fsp from 'node:fs/promises';
-import path from 'node:path';
 import { decodePersistedLock, encodePersistedLock } from '../consensus/proposalCodec';
+import { removeDurably, replaceDurably } from '../io/durable';
 import type { PersistedLock } from '../consensus/types';
 import { DEFAULT_LIMITS } from '../consensus/types';
 import { finishExecutionFromUsers, ExecutionResult } from './roundResult';
 
-// The writes run on libuv's threads (an fsync on the event loop stalled rounds and peers); writes
-// to one file are chained, so they land in the order they were asked for and never share the temp.
-
-async function writeDurable(file: string, data: Uint8Array): Promise<void> {
-  const tmp = `${file}.tmp`;
-  const fh = await fsp.open(tmp, 'w', 0o600);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await fsp.rename(tmp, file);
-  await syncDir(path.dirname(file));
-}
-
-async function removeDurable(file: string): Promise<void> {
-  try {
-    await fsp.unlink(file);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    return;
-  }
-  await syncDir(path.dirname(file));
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const fh = await fsp.open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
+// Writes to one file are chained, so they land in the order they were asked for and never share
+// the temp file.
 
 /** One file replaced atomically, one write at a time, in the order asked. */
 class DurableFile {
@@ -54,7 +21,7 @@ class DurableFile {
 
   /** Resolves when `data` (or, for null, the file's absence) is durable; rejects if that failed. */
   replace(data: Uint8Array | null): Promise<void> {
-    const next = this.last.then(() => (data ? writeDurable(this.file, data) : removeDurable(this.file)));
+    const next = this.last.then(() => (data ? replaceDurably(this.file, data, 0o600) : removeDurably(this.file)));
     this.last = next.catch(() => undefined);
     return next;
   }

@@ -12,10 +12,10 @@
 // Whatever a crash leaves past the lengths HEAD names is torn or uncommitted, and a writer that
 // opens the store truncates it away, so the store always opens at the last committed root.
 import fs from 'node:fs';
-import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { HASH_BYTES, toHex } from '../crypto/hash';
+import { fdatasync, replaceDurably } from '../io/durable';
 import {
   decodeDir, decodeFile, decodeList, decodeRoot, encodeDir, encodeRoot, EntryKind, hashObject, hashTaggedInPlace, ObjectKind, TAG_BYTES,
 } from './objects';
@@ -401,26 +401,12 @@ export class ObjectStore {
    */
   async checkpointTxn(txn: StoreTxn, entries: ReadonlyArray<[string, ObjectLocation]>, packBytes: number): Promise<void> {
     if (this.txn !== txn) throw new StoreError('transaction is not the open one');
-    await fdatasyncAsync(this.packFd(txn.pack));
+    await fdatasync(this.packFd(txn.pack));
     const records = indexRecords(entries);
     await writeAsync(this.indexFd, records, 0, records.length, this.head.indexBytes);
-    await fdatasyncAsync(this.indexFd);
+    await fdatasync(this.indexFd);
     const head = { ...this.head, indexBytes: this.head.indexBytes + records.length, activePackBytes: packBytes };
-    const tmp = path.join(this.dir, 'HEAD.tmp');
-    const hf = await fsp.open(tmp, 'w');
-    try {
-      await hf.writeFile(headText(head));
-      await hf.sync();
-    } finally {
-      await hf.close();
-    }
-    await fsp.rename(tmp, path.join(this.dir, 'HEAD'));
-    const dir = await fsp.open(this.dir, 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
+    await replaceDurably(path.join(this.dir, 'HEAD'), headText(head));
     this.head = head;
     this.register(entries);
   }
@@ -958,7 +944,6 @@ export class StoreTxn {
   }
 }
 
-const fdatasyncAsync = promisify(fs.fdatasync);
 const writeAsync = promisify(fs.write);
 
 function headText(head: Head): string {
