@@ -94,3 +94,26 @@ test('hp-node mount shows a snapshot read-only until SIGTERM, old roots too', as
     assert.deepEqual(fuseMountsUnder(mnt), []);
   }
 });
+
+test('hp-node mount: a SIGTERM while the mount is still starting unmounts cleanly once it is up', async (t) => {
+  const dir = tempDir(t);
+  const store = path.join(dir, 'store');
+  await hpNode(['state', 'init', store]);
+  const mnt = path.join(dir, 'mnt');
+  const child = spawn(process.execPath, [HP_NODE_BIN, 'mount', store, mnt], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.after(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  const exited = new Promise<[number | null, string | null]>((r) => child.once('exit', (code, sig) => r([code, sig])));
+  // The FUSE child exists only once start-up is under way, i.e. after the command took the signal over.
+  const children = `/proc/${child.pid}/task/${child.pid}/children`;
+  const deadline = Date.now() + 15_000;
+  while (!fs.readFileSync(children, 'utf8').trim()) {
+    assert.ok(Date.now() < deadline, 'the mount never started its FUSE child');
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  child.kill('SIGTERM');
+  assert.deepEqual(await exited, [0, null]);
+  assert.match(out, /unmounted/);
+  assert.deepEqual(fuseMountsUnder(mnt), []);
+});

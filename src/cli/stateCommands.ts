@@ -8,6 +8,7 @@ import { ObjectStore } from '../state/blockstore';
 import { exportSnapshot, importDirectory } from '../state/importExport';
 import { StatefsMount } from '../state/statefsClient';
 import { parseHashHex } from '../crypto/hash';
+import { stopSignal } from '../io/stopSignal';
 
 function parseTime(v: string): number {
   const n = Number(v);
@@ -90,13 +91,10 @@ export function registerStateCommands(program: Command): void {
     .option('--root <hash>', 'snapshot to show (default: the current one)', parseRoot)
     .action(async (dir: string, mountpoint: string, opts: { root?: string }) => {
       const storeDir = resolveStoreDir(dir);
+      const signalled = stopSignal();
       const mount = await StatefsMount.start({ storeDir, mountpoint, readOnly: true, root: opts.root });
       console.log(`mounted ${opts.root ?? mount.root} of ${storeDir} read-only at ${mount.mountpoint}; Ctrl-C to unmount`);
-      await new Promise<void>((resolve) => {
-        process.once('SIGINT', resolve);
-        process.once('SIGTERM', resolve);
-        void mount.waitExit().then(() => resolve());
-      });
+      await Promise.race([signalled, mount.waitExit()]);
       await mount.close();
       console.log(`unmounted ${mount.mountpoint}`);
     });

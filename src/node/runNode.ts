@@ -1,6 +1,7 @@
 // `hp-node run`: wires a node directory to a running HpNode and its user server, and stops both
 // cleanly on SIGINT/SIGTERM (rounds finish, mounts unmount, the ledger is flushed, exit 0).
 import fs from 'node:fs';
+import { stopSignal } from '../io/stopSignal';
 import { UserServer } from '../users/server';
 import { createLogger, LogLevel } from './log';
 import { HpNode } from './node';
@@ -58,13 +59,13 @@ export async function startNode(dir: string, opts: { logLevel?: string } = {}): 
 
 /** Runs until SIGINT/SIGTERM (or a fatal error); resolves with the process exit code. */
 export async function runNodeUntilSignal(dir: string, opts: { logLevel?: string } = {}): Promise<number> {
+  const signalled = stopSignal(); // a signal during start-up stops the node once it is up
   const running = await startNode(dir, opts);
   console.log(`hp-node running: users at ${running.userUrl}`);
-  const code = await new Promise<number>((resolve) => {
-    process.once('SIGINT', () => resolve(0));
-    process.once('SIGTERM', () => resolve(0));
-    running.node.once('fatal', () => resolve(1));
-  });
+  const code = await Promise.race([
+    signalled.then(() => 0),
+    new Promise<number>((resolve) => running.node.once('fatal', () => resolve(1))),
+  ]);
   await running.stop();
   return code;
 }
