@@ -31,7 +31,7 @@ import path from 'node:path';
 import { readConfig } from '../src/config/nodeConfig';
 import { ensureCluster, onLines } from '../src/node/cluster';
 import { cleanStaleMounts } from '../src/state/mounts';
-import { argValue, CONTRACT_ENV, ECHO_CONTRACT, fmtMs, fmtRate, fmtRejects, makeLog, markdown, numOpt, p50, quantile, removeBenchDir, REPO_ROOT, runBench, sleep, useLoopbackPorts } from './common';
+import { argValue, benchContract, fmtMs, fmtRate, fmtRejects, makeLog, markdown, numOpt, p50, quantile, removeBenchDir, REPO_ROOT, runBench, sleep, useLoopbackPorts } from './common';
 import { childPids, freePorts, procCpuSeconds, procStatusMiB, treeCpuSeconds, waitExit } from './processes';
 import { LedgerWindow, LoadStats, newLoadStats, openSockets, RawUser, wholeLedgers } from './rawUser';
 
@@ -75,6 +75,7 @@ const CFG = {
 } as const;
 
 const HP_NODE_BIN = path.join(REPO_ROOT, 'bin', 'hp-node');
+const CONTRACT = benchContract();
 const log = makeLog('cluster');
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'hp-bench-cluster-'));
 
@@ -120,7 +121,7 @@ class BenchCluster {
     const dir = path.join(tmpRoot, label);
     // Placeholder port bases: every port is replaced below by one free right now.
     const r = (await ensureCluster(dir, {
-      nodes: n, contractDir: ECHO_CONTRACT, contractEnv: CONTRACT_ENV, userPortBase: 20000, peerPortBase: 30000, roundtimeMs,
+      nodes: n, ...CONTRACT, userPortBase: 20000, peerPortBase: 30000, roundtimeMs,
     })) as unknown as string[] | { dirs: string[] };
     const dirs = Array.isArray(r) ? r : r.dirs;
     const ports = await freePorts(2 * n);
@@ -601,7 +602,7 @@ function report(runs: RunResult[], loadBefore: number): string {
     }
   }
 
-  const title = `cluster benchmark${QUICK ? ' (--quick)' : ''}: ${CFG.nodes} hp-node processes on 127.0.0.1, echo contract, threshold ${CFG.thresholdPercent} %, ` +
+  const title = `cluster benchmark${QUICK ? ' (--quick)' : ''}: ${CFG.nodes} hp-node processes on 127.0.0.1, contract ${CONTRACT.name}, threshold ${CFG.thresholdPercent} %, ` +
     `${CFG.rounds} rounds per roundtime; ${os.cpus().length} cores shared by the load generator, the nodes, their statefs children and the contract processes; ` +
     `node ${process.version}; load average ${loadBefore.toFixed(2)} before / ${os.loadavg()[0].toFixed(2)} after`;
   const legend = [

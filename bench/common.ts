@@ -11,6 +11,31 @@ export const ECHO_CONTRACT = path.join(REPO_ROOT, 'examples', 'echo', 'contract'
 // inherited NODE_EXTRA_CA_CERTS, say, would add tens of ms to every node start-up.
 export const CONTRACT_ENV = { NODE_PATH: path.join(REPO_ROOT, 'node_modules') };
 
+/** The echo contract a node benchmark runs: how ensureCluster/createNode are told to run it. */
+export interface BenchContract {
+  name: string;
+  contractDir: string;
+  contractBin?: string;
+  contractArgs?: string;
+  contractEnv: Record<string, string>;
+}
+
+/**
+ * `--contract node` (default): examples/echo on the upstream Node.js SDK, a Node process per
+ * ledger (~50 ms of boot each). `--contract native`: examples/native-echo, the same replies from
+ * a C program (built by native/build.sh), so the figures show the node's own costs.
+ */
+export function benchContract(): BenchContract {
+  const which = argValue('contract') ?? process.env.HP_BENCH_CONTRACT ?? 'node';
+  if (which === 'node') return { name: 'echo (Node.js, hotpocket-nodejs-contract)', contractDir: ECHO_CONTRACT, contractEnv: CONTRACT_ENV };
+  if (which === 'native') {
+    const bin = path.join(REPO_ROOT, 'native', 'build', 'native-echo');
+    if (!fs.existsSync(bin)) throw new Error(`${bin} is missing: run \`npm run build\` (native/build.sh compiles examples/native-echo/echo.c)`);
+    return { name: 'echo (native C, examples/native-echo)', contractDir: path.join(REPO_ROOT, 'examples', 'native-echo'), contractBin: bin, contractArgs: '', contractEnv: {} };
+  }
+  throw new Error(`--contract / HP_BENCH_CONTRACT: "${which}" is neither node nor native`);
+}
+
 /** `--name=value` or `--name value` from the command line, else undefined. */
 export function argValue(name: string, argv: string[] = process.argv): string | undefined {
   const flag = `--${name}`;

@@ -29,7 +29,7 @@ import { generateKeyPair, sign } from '../src/crypto/keys';
 import type { RoundTimings } from '../src/node/node';
 import { createNode } from '../src/node/nodeDir';
 import { fuseMountsUnder } from '../src/state/mounts';
-import { argValue, CONTRACT_ENV, ECHO_CONTRACT, fmtMs, fmtRate, fmtRejects, makeLog, markdown, p50, quantile, removeBenchDir, runBench, sleep } from './common';
+import { argValue, benchContract, CONTRACT_ENV, fmtMs, fmtRate, fmtRejects, makeLog, markdown, p50, quantile, removeBenchDir, runBench, sleep } from './common';
 import type { RunnerMessage } from './nodeRunner';
 import { procStatusMiB, treeCpuSeconds, waitExit } from './processes';
 import { LedgerWindow, newLoadStats, openSockets as sockets, RawUser, wholeLedgers } from './rawUser';
@@ -39,6 +39,7 @@ const HotPocket = require('hotpocket-js-client');
 HotPocket.setLogLevel(1);
 
 const QUICK = process.argv.includes('--quick');
+const CONTRACT = benchContract();
 
 const CFG = {
   roundtimeMs: 200,
@@ -131,8 +132,7 @@ function cleanup(): Promise<void> {
 async function makeNodeDir(name: string, roundtimeMs: number): Promise<string> {
   const dir = path.join(tmpRoot, name);
   const created = await createNode(dir, {
-    contractDir: ECHO_CONTRACT,
-    contractEnv: CONTRACT_ENV,
+    ...CONTRACT,
     userPort: 0,
     roundtimeMs,
   });
@@ -478,7 +478,7 @@ async function main(): Promise<void> {
     }
   }
   const roundsPerS = loadRounds.length / load.seconds;
-  const title = `node benchmark${QUICK ? ' (--quick)' : ''}: one node, echo contract, roundtime ${rt} ms; ${os.cpus().length} cores shared by ` +
+  const title = `node benchmark${QUICK ? ' (--quick)' : ''}: one node, contract ${CONTRACT.name}, roundtime ${rt} ms; ${os.cpus().length} cores shared by ` +
     `the load generator, the node process, its statefs child and the contract processes; node ${process.version}; ` +
     `load average ${loadBefore.toFixed(2)} before / ${os.loadavg()[0].toFixed(2)} after`;
   const legend = [

@@ -19,3 +19,8 @@ if [ ! -f build/hp_fuse.node ] || [ hp-fuse.c -nt build/hp_fuse.node ]; then
   gcc -O2 -Wall -Wextra -shared -fPIC -I"$node_include" $(pkg-config --cflags fuse3) -o build/hp_fuse.node.tmp hp-fuse.c $(pkg-config --libs fuse3)
   mv build/hp_fuse.node.tmp build/hp_fuse.node
 fi
+# The C echo contract (examples/native-echo), for `npm run bench -- cluster --contract native`.
+if [ ! -x build/native-echo ] || [ ../examples/native-echo/echo.c -nt build/native-echo ]; then
+  gcc -O2 -Wall -Wextra -o build/native-echo.tmp ../examples/native-echo/echo.c
+  mv build/native-echo.tmp build/native-echo
+fi

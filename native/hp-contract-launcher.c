@@ -7,8 +7,8 @@
  * bridges the packets to Node over ONE inherited stream fd.
  *
  * Usage (argv, built by src/contract/launcher.ts):
- *   hp-contract-launcher --cwd DIR --control-fd N [--npl-fd N] [--keep FIRST-LAST] [--args-packets]
- *       [--timeout-ms MS] [--npl-limit BYTES] [--cpu-seconds S] [--mem-bytes B] [--nofile N]
+ *   hp-contract-launcher --cwd DIR --control-fd N [--npl-fd N] [--keep FIRST-LAST] [--args-packets
+ *       [--exec-after-args]] [--timeout-ms MS] [--npl-limit BYTES] [--cpu-seconds S] [--mem-bytes B] [--nofile N]
  *       -- BIN_PATH [BIN_ARGS...]
  *
  * --args-packets (warm start): fd 0 is a SOCK_SEQPACKET socket the launcher makes, and the args JSON
@@ -18,6 +18,12 @@
  * pipe or stream socket into non-blocking mode, and its readFile(0) would then fail with EAGAIN
  * while the args are not there yet; libuv leaves a SEQPACKET socket alone, and readFile's 64 KiB
  * reads take each (<= 8 KiB) packet whole.
+ *
+ * --exec-after-args (warm start of any other program): the launcher starts ahead, but forks and execs
+ * the contract only once the whole args JSON arrived, with fd 0 = a memfd holding it (a regular
+ * file: any read size works, EOF at its end). The contract runs no earlier than a cold one would;
+ * what is saved is Node's fork of this launcher and the launcher's set-up. The exec_timeout clock
+ * starts at the exec.
  *
  * Fds inherited from Node (the contract keeps 0, 1, 2 and FIRST..LAST at the same numbers):
  *   0 = args JSON stream (Node writes it; with --args-packets: unused, replaced), 1/2 = stdout/stderr,
@@ -304,7 +310,7 @@ static int read_bridge(struct chan *ctl, struct chan *npl, struct chan *args) {
 
 struct opts {
   const char *cwd;
-  int control_fd, npl_fd, keep_first, keep_last, args_packets;
+  int control_fd, npl_fd, keep_first, keep_last, args_packets, exec_after_args;
   long long timeout_ms, cpu_s, mem_b, nofile;
   char **argv;
 };
@@ -378,6 +384,40 @@ static void child_exec(const struct opts *o, int ctl_child, int npl_child, int a
   child_fail(errfd, 5);
 }
 
+/* ---- --exec-after-args: the args, whole, before the contract exists ---- */
+
+/*
+ * Reads the bridge until the empty ARGS frame, collecting the args JSON in a memfd; returns it,
+ * rewound, to become the contract's fd 0. Control/NPL frames cannot come yet (Node sends them
+ * once the contract started) but would just be queued. A bridge closed first means Node dropped
+ * this warm process: exit without running anything.
+ */
+static int await_args(int high, struct chan *ctl, struct chan *npl) {
+  struct chan args = {.fd = -1, .eof = 0};
+  while (!args_ended) {
+    struct pollfd p = {bridge_fd, POLLIN, 0};
+    if (poll(&p, 1, -1) < 0) {
+      if (errno == EINTR) continue;
+      die("poll: %s", strerror(errno));
+    }
+    if (!read_bridge(ctl, npl, &args)) exit(0);
+  }
+  int fd = (int)syscall(SYS_memfd_create, "hp-contract-args", 1 /* MFD_CLOEXEC */);
+  if (fd < 0) die("memfd_create: %s", strerror(errno));
+  fd = move_high(fd, high);
+  for (struct pkt *k = args.head; k; k = k->next) {
+    for (size_t off = 0; off < k->len;) {
+      ssize_t w = write(fd, k->data + off, k->len - off);
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) die("writing the args memfd: %s", strerror(errno));
+      off += (size_t)w;
+    }
+  }
+  drop_queue(&args);
+  if (lseek(fd, 0, SEEK_SET) < 0) die("lseek: %s", strerror(errno));
+  return fd;
+}
+
 /* ---- main ---- */
 
 int main(int argc, char **argv) {
@@ -387,6 +427,7 @@ int main(int argc, char **argv) {
     const char *a = argv[i];
     if (strcmp(a, "--") == 0) { i++; break; }
     if (strcmp(a, "--args-packets") == 0) { o.args_packets = 1; continue; }
+    if (strcmp(a, "--exec-after-args") == 0) { o.exec_after_args = 1; continue; }
     if (i + 1 >= argc) die("missing value for %s", a);
     const char *v = argv[++i];
     if (strcmp(a, "--cwd") == 0) o.cwd = v;
@@ -404,6 +445,7 @@ int main(int argc, char **argv) {
   }
   if (i >= argc || !o.cwd || o.control_fd < 0) die("usage: --cwd DIR --control-fd N [...] -- BIN [ARGS]");
   o.argv = argv + i;
+  if (o.exec_after_args && !o.args_packets) die("--exec-after-args needs --args-packets");
   int top = o.control_fd > o.npl_fd ? o.control_fd : o.npl_fd;
   if (o.keep_last > top) top = o.keep_last;
   if (o.control_fd < 4 || o.control_fd == o.keep_first || (o.npl_fd >= 0 && (o.npl_fd < 4 || o.npl_fd == o.keep_first || o.npl_fd == o.control_fd)))
@@ -444,7 +486,9 @@ int main(int argc, char **argv) {
     size_buffers(npl_child);
     set_flag(npl.fd, 1);
   }
-  if (o.args_packets) {
+  if (o.exec_after_args) {
+    args_child = await_args(high, &ctl, o.npl_fd >= 0 ? &npl : NULL);
+  } else if (o.args_packets) {
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) die("socketpair: %s", strerror(errno));
     args.fd = move_high(pair[0], high);
     args.eof = 0;
@@ -488,9 +532,10 @@ int main(int argc, char **argv) {
   }
   send_meta("{\"event\":\"started\",\"pid\":%d}", (int)pid);
 
-  int64_t deadline = o.timeout_ms > 0 && !o.args_packets ? now_ms() + o.timeout_ms : -1;
+  int timed_from_exec = !o.args_packets || o.exec_after_args;
+  int64_t deadline = o.timeout_ms > 0 && timed_from_exec ? now_ms() + o.timeout_ms : -1;
   int64_t drain_until = -1;            /* set once the contract has exited */
-  int status = 0, exited = 0, timed_out = 0, bridge_open = 1, clock_started = !o.args_packets;
+  int status = 0, exited = 0, timed_out = 0, bridge_open = 1, clock_started = timed_from_exec;
 
   for (;;) {
     if (exited && ctl.eof && npl.eof) break;
@@ -544,7 +589,7 @@ int main(int argc, char **argv) {
       }
     }
     if (i_br >= 0 && (p[i_br].revents & (POLLIN | POLLHUP | POLLERR))) {
-      if (!read_bridge(&ctl, o.npl_fd >= 0 ? &npl : NULL, o.args_packets ? &args : NULL)) {
+      if (!read_bridge(&ctl, o.npl_fd >= 0 ? &npl : NULL, o.args_packets && !o.exec_after_args ? &args : NULL)) {
         bridge_open = 0;               /* Node is gone or broken: the contract must not run on */
         kill(-pid, SIGKILL);
       }

@@ -8,7 +8,9 @@ import path from 'node:path';
 import type { TestContext } from 'node:test';
 import { prepareContract, runContract, startContract } from '../src/contract';
 import type { ContractRunRequest, ContractRunResult } from '../src/contract';
+import { fdLayout } from '../src/contract/args';
 import { BridgeParser, UserOutputParser } from '../src/contract/framing';
+import { launcherArgv } from '../src/contract/launcher';
 import { tempDir } from './helpers/fixtures';
 
 const SDK = require.resolve('hotpocket-nodejs-contract');
@@ -514,6 +516,37 @@ new HotPocket.Contract().init(async () => {});`);
   const pid = Number(fs.readFileSync(pidFile, 'utf8'));
   await idle.discard();
   assert.throws(() => process.kill(pid, 0), /ESRCH/, 'the waiting contract is gone after discard()');
+});
+
+test('warm start of a non-Node program (execAfterArgs): nothing runs before its run; stdin is a file of the whole args; timeout from the exec', async (t) => {
+  const dir = srcDir(t);
+  const marker = path.join(dir, 'ran');
+  // Byte-at-a-time reads (a shell's `read`) and a test that fd 0 is a regular file, not a socket.
+  const script = `echo "$$" > ${JSON.stringify(marker)}; [ -f /dev/stdin ] || exit 9; IFS= read -r first; printf '%s' "$first" > args.json; cat >> args.json; sleep 0.3`;
+  const req = request(t, {
+    binPath: '/bin/sh',
+    binArgs: ['-c', script],
+    users: [{ pubkeyHex: U1, inputs: [Buffer.from('x')] }],
+    limits: { ...LIMITS, execTimeoutMs: 700 }, // shorter than the wait below plus the run
+  });
+  const warm = prepareContract({ ...req, slots: 2, readonly: false, argsAsPackets: true, execAfterArgs: true });
+  await new Promise((r) => setTimeout(r, 800));
+  assert.equal(fs.existsSync(marker), false, 'the program did not start before its run');
+  const r = await warm.start(req).done;
+  assert.equal(r.exitCode, 0, why(r));
+  assert.equal(r.timedOut, false, 'the exec_timeout clock started at the exec');
+  const args = JSON.parse(fs.readFileSync(path.join(req.cwd, 'args.json'), 'utf8'));
+  assert.deepEqual(args.users, { [U1]: [7, [0, 1]] });
+  assert.equal(args.lcl_seq_no, 7);
+
+  // Dropped before its run: the program never starts, the launcher goes away.
+  fs.rmSync(marker, { force: true });
+  const dropped = prepareContract({ ...req, slots: 1, readonly: false, argsAsPackets: true, execAfterArgs: true });
+  await new Promise((r) => setTimeout(r, 300));
+  await dropped.discard();
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(fs.existsSync(marker), false, 'a discarded warm launcher never runs the program');
+  assert.throws(() => launcherArgv('/bin/true', [], '/', fdLayout(1, false), LIMITS, false, true), /execAfterArgs needs argsAsPackets/);
 });
 
 test('framing: user output and bridge parsers survive byte-by-byte delivery and enforce limits', () => {

@@ -15,7 +15,7 @@ test('input budget: unlimited until measured, then what fits half a round, withi
   for (let i = 0; i < 10; i++) b.observe(1000, 150 + 1000); // 1 ms per input
   // Half a round is 500 ms, 150 of it fixed: 350 inputs.
   assert.ok(Math.abs(b.maxInputs - 350) <= 2, `~350 inputs (${b.maxInputs})`);
-  for (let i = 0; i < 30; i++) b.observe(100, 150 + 10); // the contract got 10x faster
+  for (let i = 0; i < 30; i++) b.observe(100 + 200 * (i % 2), 150 + (10 + 20 * (i % 2))); // the contract got 10x faster
   assert.ok(b.maxInputs > 3000, `grows back when executions speed up (${b.maxInputs})`);
   const slow = new InputBudget(200, 4096, 16);
   slow.observe(0, 300);
@@ -27,6 +27,32 @@ test('input budget: unlimited until measured, then what fits half a round, withi
   crawl.observe(0, 20);
   crawl.observe(10, 1020); // 100 ms per input: 60 ms of room holds none
   assert.equal(crawl.maxInputs, 16, 'never below the floor: the chain keeps moving, slowly');
+});
+
+test('input budget: a busy machine slows every execution: that is fixed cost, not cost per input (no collapse to the floor)', () => {
+  const b = new InputBudget(200, 4096, 16);
+  for (let i = 0; i < 5; i++) b.observe(0, 20); // idle: 20 ms per execution
+  // Loaded: every execution takes 60 ms more whatever its size; an input costs 0.2 ms.
+  for (let i = 0; i < 40; i++) {
+    const n = 20 + ((i * 37) % 60);
+    b.observe(n, 80 + 0.2 * n + (i % 3) * 5);
+  }
+  // ~85 ms fixed now, more than half of the 100 ms share: the overload rule lets inputs take
+  // 3 x (85 − 50) = 105 ms, ~525 inputs at 0.2 ms (a per-input cost inflated by the 60 ms gives 16).
+  assert.ok(b.maxInputs >= 400 && b.maxInputs <= 650, `${b.maxInputs}`);
+});
+
+test('input budget: ledgers at the budget that run well within their time raise it (the fit cannot see past equal sizes)', () => {
+  const b = new InputBudget(200, 4096, 16);
+  for (let i = 0; i < 24; i++) b.observe(40 + 40 * (i % 2), 60 + 40 * (i % 2)); // 1 ms per input, 20 fixed
+  assert.equal(b.maxInputs, 80);
+  for (let i = 0; i < 30; i++) b.observe(80, 30); // then every ledger at the cap takes 30 of its 100 ms
+  assert.ok(b.maxInputs >= 100, `at least 1.25 x the largest comfortable ledger (${b.maxInputs})`);
+  for (let i = 0; i < 30; i++) {
+    const n = b.maxInputs;
+    b.observe(n, 20 + 0.1 * n);
+  }
+  assert.ok(Math.abs(b.maxInputs - 800) <= 10, `the real cost per input (0.1 ms) is learned: (100 − 20) / 0.1 (${b.maxInputs})`);
 });
 
 test('input book: stage-0 proposals carry at most the cap, lowest keys first; stage-1 keeps are not capped by it', () => {
@@ -55,4 +81,12 @@ test('smallestSorted: the k smallest in order, for any k, with duplicates, again
     const expected = [...items].sort(cmp).slice(0, k);
     assert.deepEqual(smallestSorted([...items], k, cmp), expected, `n=${n} k=${k}`);
   }
+});
+
+test('input budget: ledger sizes alone at one value keep the last fitted cost; the probe still needs room', () => {
+  const b = new InputBudget(200, 4096, 16);
+  for (let i = 0; i < 24; i++) b.observe(100 + 100 * (i % 2), 20 + 0.4 * (100 + 100 * (i % 2))); // 0.4 ms per input
+  assert.equal(b.maxInputs, 200);
+  for (let i = 0; i < 30; i++) b.observe(200, 101); // at the cap, over the 75 % mark: no probe
+  assert.ok(b.maxInputs <= 200, `no growth without comfortable ledgers (${b.maxInputs})`);
 });

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { isNodeBinary } from '../src/contract/launcher';
 import { MAX_WARM_SLOTS, MIN_WARM_SLOTS, warmSlots } from '../src/node/warmStart';
 
-test('warm start is for Node.js binaries only', () => {
+test('Node.js binaries boot ahead of their run; other programs are exec-ed once their args are in', () => {
   assert.equal(isNodeBinary('/usr/bin/node'), true);
   assert.equal(isNodeBinary('/usr/local/bin/node20'), true);
   assert.equal(isNodeBinary('/opt/x/nodejs'), true);

@@ -204,8 +204,10 @@ class Execution implements ContractExecution, PreparedContract {
       if (this.launch.argsAsPackets) {
         // The launcher feeds them to the contract's stdin and starts its exec_timeout clock at the end.
         const bytes = Buffer.from(argsJson);
-        for (let off = 0; off < bytes.length; off += ARGS_PACKET) this.toLauncher(encodeBridgeFrame(BridgeChannel.Args, bytes.subarray(off, off + ARGS_PACKET)));
-        this.toLauncher(encodeBridgeFrame(BridgeChannel.Args, Buffer.alloc(0)));
+        // With execAfterArgs the launcher reports the start only after them: they cannot wait for it.
+        const send = (frame: Buffer) => (this.launch.execAfterArgs ? this.bridge!.write(frame) : this.toLauncher(frame));
+        for (let off = 0; off < bytes.length; off += ARGS_PACKET) send(encodeBridgeFrame(BridgeChannel.Args, bytes.subarray(off, off + ARGS_PACKET)));
+        send(encodeBridgeFrame(BridgeChannel.Args, Buffer.alloc(0)));
       } else {
         child.stdin!.end(argsJson);
       }
@@ -258,7 +260,7 @@ class Execution implements ContractExecution, PreparedContract {
     // The channel numbers (control, NPL) come before the user sockets: the launcher dup2s over them.
     while (stdio.length < (fds.userOutFds[0] ?? 0)) stdio.push('ignore');
     for (const _ of fds.userOutFds) stdio.push('pipe'); // user outputs
-    const argv = launcherArgv(req.binPath, req.binArgs, path.resolve(req.cwd), fds, req.limits, req.argsAsPackets ?? false);
+    const argv = launcherArgv(req.binPath, req.binArgs, path.resolve(req.cwd), fds, req.limits, req.argsAsPackets ?? false, req.execAfterArgs ?? false);
     // env: the launcher passes its own environment to execve, so the contract gets exactly req.env.
     // cwd '/': the launcher must not hold the state mount busy; the contract chdirs itself.
     const child = spawn(req.launcherPath ?? defaultLauncherPath(), argv, { stdio, env: req.env, cwd: '/', detached: true });

@@ -18,10 +18,14 @@ export function isNodeBinary(binPath: string, self = process.execPath): boolean 
   return binPath === self || /^node(js)?[0-9.]*$/.test(binPath.slice(binPath.lastIndexOf('/') + 1));
 }
 
-export function launcherArgv(binPath: string, binArgs: string[], cwd: string, fds: FdLayout, limits: ContractLimits, argsAsPackets: boolean): string[] {
+export function launcherArgv(binPath: string, binArgs: string[], cwd: string, fds: FdLayout, limits: ContractLimits, argsAsPackets: boolean, execAfterArgs = false): string[] {
   const lastKept = fds.userOutFds.length > 0 ? fds.userOutFds[fds.userOutFds.length - 1] : fds.userInFd;
   const argv = ['--cwd', cwd, '--control-fd', String(fds.controlFd), '--keep', `${fds.userInFd}-${lastKept}`];
   if (argsAsPackets) argv.push('--args-packets');
+  if (execAfterArgs) {
+    if (!argsAsPackets) throw new Error('execAfterArgs needs argsAsPackets: the args reach the launcher as packets');
+    argv.push('--exec-after-args');
+  }
   if (fds.nplFd !== undefined) argv.push('--npl-fd', String(fds.nplFd));
   const opt = (name: string, v: number) => {
     if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`contract limit ${name} must be a non-negative integer, got ${v}`);

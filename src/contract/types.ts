@@ -63,6 +63,13 @@ export interface ContractLaunch {
    * event loop made happen (seen once in CI).
    */
   argsAsPackets?: boolean;
+  /**
+   * With argsAsPackets, for contracts that are not Node.js: the launcher may start ahead, but it
+   * execs the contract only once the whole args JSON arrived, and stdin is then a file holding it
+   * (any read size works). Starting such a launcher ahead (prepareContract) saves the fork of this
+   * process and the launcher's set-up, while the contract runs no earlier than a cold start.
+   */
+  execAfterArgs?: boolean;
 }
 
 /** What one run hands the contract. */

@@ -1164,6 +1164,7 @@ export class HpNode extends EventEmitter {
     const before = Buffer.from(this.rw.root, 'hex');
     const warm = await this.warm.take(launch, quota, byUser.size, l.timestampMs);
     if (!warm) await this.rw.begin(l.timestampMs, quota);
+    const tBegun = performance.now();
     let res: ContractRunResult;
     try {
       const contractRun = {
@@ -1191,6 +1192,7 @@ export class HpNode extends EventEmitter {
     let outputs = res.outputs;
     let stateRoot = before;
     let configHash = this.currentConfigHash();
+    let tLedger = tCommit;
     // A contract killed by a signal or the timeout may have left state half-written: roll it back
     // and drop its outputs, so every node that killed it ends in the same state. SIGINT is how
     // the HotPocket SDK ends itself when told to (forceTerminate, used by NPL contracts): a
@@ -1204,6 +1206,7 @@ export class HpNode extends EventEmitter {
       // The ledger that asked for this run is durable before its state is: a crash must not leave
       // committed state that no ledger on disk led to.
       await this.ledger.synced();
+      tLedger = performance.now();
       const snap = await this.rw.commit([`/${PATCH_FILE}`]).catch((err: Error) => {
         throw new Error(`cannot commit the contract's state: ${err.message}`);
       });
@@ -1214,8 +1217,12 @@ export class HpNode extends EventEmitter {
       configHash = newHash;
     }
     for (const u of res.truncatedUsers) this.log.warn(`ledger ${l.seqNo}: outputs to ${u.slice(0, 12)}… truncated at ${this.config.contract.round_limits.user_output_bytes} bytes`);
+    const tState = performance.now();
     await this.finish(l.seqNo, outputs, stateRoot, configHash);
     const commitMs = performance.now() - tCommit;
+    this.log.debug(`ledger ${l.seqNo} executed: ${l.inputs.length} inputs, ${Math.round(performance.now() - t0)} ms = begin ${Math.round(tBegun - t0)}${warm ? ' (warm)' : ''}, ` +
+      `spawn ${Math.round(res.timings.spawnMs)}, contract ${Math.round(res.timings.execMs)}, until done ${Math.round(tCommit - tBegun - res.timings.spawnMs - res.timings.execMs)}, ` +
+      `ledger durable ${Math.round(tLedger - tCommit)}, state commit ${Math.round(tState - tLedger)}, result ${Math.round(performance.now() - tState)}`);
     return { seqNo: l.seqNo, inputs: l.inputs.length, spawnMs: res.timings.spawnMs, execMs: res.timings.execMs, commitMs, totalMs: performance.now() - t0, warm: res.timings.warm };
   }
 
@@ -1514,7 +1521,8 @@ export class HpNode extends EventEmitter {
 
   /**
    * How consensus executions start. A Node.js contract always gets its args over a packet socket,
-   * warm or not (see ContractLaunch.argsAsPackets), so it sees the same stdin either way.
+   * warm or not (see ContractLaunch.argsAsPackets), so it sees the same stdin either way; any other
+   * program is exec'd once its args are in (execAfterArgs), warm or not, with them in a file.
    */
   private consensusLaunch(): ContractLaunch {
     const c = this.config.contract;
@@ -1522,7 +1530,8 @@ export class HpNode extends EventEmitter {
       ...this.contractBase(),
       cwd: path.join(this.rw.mountpoint, STATE_SUBDIR),
       stderr: this.config.log.level === 'debug' ? 'inherit' : 'ignore',
-      argsAsPackets: isNodeBinary(c.bin_path),
+      argsAsPackets: true,
+      execAfterArgs: !isNodeBinary(c.bin_path),
     };
   }
 
@@ -1531,7 +1540,7 @@ export class HpNode extends EventEmitter {
     const recentMax = this.warm.noteUsers(users);
     if (this.stopping || (this.paused && !duringCatchUp) || this.stateDiverged || this.running) return;
     const launch = this.consensusLaunch();
-    if (!launch.argsAsPackets || this.config.contract.warm_start === false) return;
+    if (this.config.contract.warm_start === false) return;
     this.warm.prepare(launch, this.config.contract.state_quota, warmSlots(recentMax, launch.limits.procOfdCount));
   }
 
