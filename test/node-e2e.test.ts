@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createNode } from '../src/node/nodeDir';
+import { ExecFile } from '../src/node/nodeFiles';
 import { startNode, RunningNode } from '../src/node/runNode';
 import { deferCleanup, exportStore, REPO_ROOT, tempDir } from './helpers/fixtures';
 
@@ -169,4 +170,39 @@ test('status.json reports how late the event loop ran over the last second: a 30
     worst.push(loop.max);
   }
   assert.ok(worst.some((m) => m >= 250), `a 300 ms stall shows as the loop's max delay: ${worst.join(', ')}`);
+});
+
+test('the result record is off the critical path: ledgers keep closing while it is pending; outputs wait for the signature that follows it', async (t) => {
+  const { running, pubkey } = await echoNode(t);
+  const client = await connect(t, running.userUrl, 'json', [pubkey]);
+  // Hold every durable record of an execution's result until released.
+  const original = ExecFile.prototype.save;
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const held: number[] = [];
+  ExecFile.prototype.save = function (this: ExecFile, r, configHash) {
+    held.push(r.seqNo);
+    return gate.then(() => original.call(this, r, configHash));
+  };
+  deferCleanup(t, () => {
+    ExecFile.prototype.save = original;
+    release();
+  });
+  let outputs = 0;
+  const out = nextOutput(client, 15_000);
+  void out.then(() => outputs++, () => undefined);
+  const sub = await client.submitContractInput('held');
+  const st = await sub.submissionStatus;
+  assert.equal(st.status, 'accepted', JSON.stringify(st));
+  const deadline = Date.now() + 10_000;
+  while ((await client.getLcl()).ledgerSeqNo < st.ledgerSeqNo + 3) {
+    assert.ok(Date.now() < deadline, 'ledgers stopped closing while the result record was pending');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(held.includes(st.ledgerSeqNo), `the result of ledger ${st.ledgerSeqNo} waits for its record (held: ${held.join(',')})`);
+  assert.equal(outputs, 0, 'no output before the node signed it, and it signs only recorded results');
+  release();
+  const o = await out; // the official client checks the node's signature over the output root
+  assert.deepEqual(o.outputs, ['Echoing: held']);
+  assert.equal(o.ledgerSeqNo, st.ledgerSeqNo + 1);
 });

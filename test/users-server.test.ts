@@ -76,6 +76,11 @@ class ModelNode extends EventEmitter implements UserNodeApi {
   status(): NodeStatus {
     return { voteStatus: this.voteStatus, roundTimeMs: 1000, contractExecutionEnabled: true, readRequestsEnabled: this.readsEnabled, isFullHistoryNode: false, weaklyConnected: false, peers: ['127.0.0.1:22861'] };
   }
+  /** When set, the node takes no inputs: the server must refuse before parsing or checking anything. */
+  full = false;
+  inputsFull(): boolean {
+    return this.full;
+  }
   submitInput(user: Buffer, input: SubmittedInput): SubmitResult {
     const lcl = this.lcl().seqNo;
     if (input.maxLedgerSeqNo > lcl + 10) return { ok: false, reason: 'max_ledger_offset_exceeded' };
@@ -657,6 +662,30 @@ test('json: every malformed or invalid message gets the exact rejection, the ses
   c.sendJson({ type: 'lcl' });
   assert.equal(await c.nextText(), `{"type":"lcl_response","ledger_seq_no":1,"ledger_hash":"${hex(ledger.hash)}"}`);
   assert.equal(server.stats().users, 1);
+});
+
+test('a full input pool refuses every input before its container is parsed or its signature checked', async (t) => {
+  const node = new ModelNode();
+  const { server } = await startServer(t, node, { limits: { maxBadMsgsPerMin: 1000 } });
+  const c = await RawClient.user(t, server.url, 'json');
+  const expect = async (reason: string, inputHash: Buffer) => assert.equal(await c.nextText(), rejectedJson(reason, hex(inputHash)));
+  node.full = true;
+  const good = signedInput('json', c.keys, 'hi', 5, 3);
+  c.sendJson(good.msg);
+  await expect('round_inputs_overflow', good.inputHash);
+  // A forged signature and a garbage container get the same cheap answer (nothing was looked at).
+  const forged = signedInput('json', generateKeyPair(), 'hi', 6, 3);
+  c.sendJson(forged.msg);
+  await expect('round_inputs_overflow', forged.inputHash);
+  const garbage = signedInput('json', c.keys, '', 0, 0, Buffer.from('not json'));
+  c.sendJson(garbage.msg);
+  await expect('round_inputs_overflow', garbage.inputHash);
+  assert.equal(node.pending.length, 0);
+  node.full = false;
+  c.sendJson(good.msg);
+  await c.expectSilence(); // admitted now
+  assert.equal(node.pending.length, 1);
+  assert.equal(server.stats().users, 1, 'refusals for a full pool are not bad messages: the session stays');
 });
 
 test('bson: garbage and wrongly typed messages are rejected; replies use binary and int64', async (t) => {

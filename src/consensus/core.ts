@@ -113,6 +113,8 @@ export class ConsensusCore {
   private diverged = false;
   private syncing: { targetSeqNo: number; atMs: number } | null = null;
   private behindRounds = 0;
+  /** What this node prevoted in its last stage 2 (for explainUndecided). */
+  private prevoteNote = 'none sent';
   private farAheadRounds = 0;
 
   constructor(readonly config: ConsensusConfig, start: ConsensusStart) {
@@ -244,6 +246,7 @@ export class ConsensusCore {
   }
 
   private onNewRound(): void {
+    this.explainUndecided(this.roundMs - this.clock.roundtimeMs);
     const minRound = this.roundMs - (this.limits.maxRoundsKept - 1) * this.clock.roundtimeMs;
     this.votes.prune(minRound);
     // Old polkas go, except the latest: it is what an unlocked node adopts to rejoin locked ones.
@@ -264,9 +267,33 @@ export class ConsensusCore {
     }
   }
 
+  /**
+   * Why a round that this node voted in decided nothing (debug): how many members it heard per
+   * stage, and how the prevotes split. Under load a round usually fails because one member lacked
+   * an input the others kept (its prevote then differs), or its proposals came late.
+   */
+  private explainUndecided(roundMs: number): void {
+    if (!this.isVoter || roundMs <= this.quietRoundMs || this.votes.seqNo !== this.lcl.seqNo + 1) return;
+    const heard = [0, 1].map((s) => this.votes.candidates(roundMs, s as 0 | 1).length);
+    const note = this.prevoteNote;
+    this.prevoteNote = 'none sent';
+    if (heard[0] === 0) return; // nothing happened for this seq in that round (e.g. decided in it)
+    const split = (stage: 2 | 3) =>
+      [...this.votes.tallies(roundMs, stage)].map((t) => `${t.voters.size}x${hex(t.digest).slice(0, 8)}(${t.value.inputs.length} inputs)`).join(' ') || 'none';
+    this.log('debug', `round ${roundMs} decided no ledger ${this.lcl.seqNo + 1}: heard stage 0 from ${heard[0]}, stage 1 from ${heard[1]} of ${this.unl.size}; ` +
+      `prevotes ${split(2)}; precommits ${split(3)}; own prevote ${note}`);
+  }
+
   private runStage(stage: 0 | 1 | 2 | 3): void {
     if (!this.isVoter || this.roundMs <= this.quietRoundMs) return;
-    if (stage === 3) return this.tryPrecommit();
+    if (stage === 3) {
+      // A prevote held back for our result (stage2) may still go out while the round lasts.
+      if (!(this.sent & (1 << 2)) && this.votingResult()) {
+        this.sent |= 1 << 2;
+        this.stage2();
+      }
+      return this.tryPrecommit();
+    }
     const bit = 1 << stage;
     if (this.sent & bit) return;
     this.sent |= bit;
@@ -297,7 +324,17 @@ export class ConsensusCore {
     const props = this.votes.candidates(this.roundMs, 1);
     this.assessStatus(props);
     this.fetchMissing(props, stageNeed(2, this.unl.size, this.config.thresholdPercent));
-    this.broadcast({ contractId: this.config.contractId, stage: 2, seqNo: this.lcl.seqNo + 1, roundMs: this.roundMs, prevHash: this.lcl.hash, value: this.choosePrevote(props) });
+    const value = this.choosePrevote(props);
+    if (!value && this.resultComing()) {
+      // Nothing can be voted for before our result of the last ledger, and it is on its way: hold
+      // the prevote (runStage sends it when the result comes, until the round ends) rather than
+      // waste the round with a nil one. Under load an execution often outlasts the stage.
+      this.sent &= ~(1 << 2);
+      this.prevoteNote = 'held back: our result of the last ledger came too late in the round';
+      return;
+    }
+    this.prevoteNote = value ? `${hex(valueDigest(value)).slice(0, 8)}(${value.inputs.length} inputs)` : `nil: ${this.nilReason()}`;
+    this.broadcast({ contractId: this.config.contractId, stage: 2, seqNo: this.lcl.seqNo + 1, roundMs: this.roundMs, prevHash: this.lcl.hash, value });
   }
 
   /**
@@ -350,6 +387,18 @@ export class ConsensusCore {
     // Ask those who proposed them; for a locked or adopted value's inputs, anyone.
     const peers = sortedUnique(from.length > 0 ? from : [...this.unl.values()]).filter((k) => !k.equals(this.config.self));
     this.emit({ type: 'fetchInputs', hashes, peers });
+  }
+
+  /** Our result of lcl is not known yet, but an execution that will give it runs or waits. */
+  private resultComing(): boolean {
+    return !this.votingResult() && !this.stateMismatch && !this.diverged && (this.executing !== null || this.waitingExec.length > 0);
+  }
+
+  /** Why choosePrevote found nothing to vote for (diagnostics only). */
+  private nilReason(): string {
+    if (this.lock) return `locked on a value we cannot vote for (${this.unacceptable(this.lock.value)})`;
+    if (!this.votingResult()) return this.stateMismatch ? 'our state differs from the quorum' : 'our result of the last ledger is not ready';
+    return 'the items kept made no value we could execute';
   }
 
   /** Would this node vouch for `value` as ledger lcl+1? Only if it could execute it as is. */
@@ -587,6 +636,8 @@ export class ConsensusCore {
     this.exec = { seqNo, result };
     this.executing = null;
     this.pumpExecution();
+    // A prevote held back for this result goes out now if its round is still open.
+    if (this.votingResult() && this.clock.roundStart(this.nowMs) === this.roundMs) this.runStage(this.clock.stageAt(this.nowMs));
   }
 
   // ---- attestations (ledger-close signatures) ---------------------------------------------------

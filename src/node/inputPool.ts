@@ -53,6 +53,11 @@ export class InputPool {
     return this.pending.size;
   }
 
+  /** No user input would be admitted now (round_inputs_overflow whatever the input). */
+  get full(): boolean {
+    return this.pending.size >= Math.min(this.capacity, this.limits.maxPendingInputs);
+  }
+
   /** Records an input found in a closed ledger (startup replay of recent ledgers, or sync). */
   noteLedgerInput(userHex: string, nonce: bigint): void {
     const prev = this.lastNonce.get(userHex);
@@ -69,7 +74,7 @@ export class InputPool {
     if (prev !== undefined && input.nonce <= prev) return 'nonce_expired';
     const bytes = (this.pendingBytes.get(input.userHex) ?? 0) + input.blob.length;
     if (this.limits.userInputBytesPerRound > 0 && bytes > this.limits.userInputBytesPerRound) return 'round_inputs_overflow';
-    if (this.pending.size >= Math.min(this.capacity, this.limits.maxPendingInputs)) return 'round_inputs_overflow';
+    if (this.full) return 'round_inputs_overflow';
     return null;
   }
 

@@ -475,6 +475,7 @@ export class HpNode extends EventEmitter {
     await this.stateCheck;
     await this.catchingUp;
     await this.running?.done;
+    await this.execFile.idle(); // the last result's record (a restart then need not re-run it)
     await this.warm.discard().catch(() => undefined);
     await this.net?.stop();
     await this.ro?.close();
@@ -484,6 +485,11 @@ export class HpNode extends EventEmitter {
   }
 
   // ---- inputs and reads (called by the user server) -----------------------------------------
+
+  /** Whether the pool takes no more inputs from users now (checked before anything is parsed). */
+  get inputsFull(): boolean {
+    return this.stopping || this.pool.full;
+  }
 
   precheckInput(input: PendingInput): { ok: true } | { ok: false; reason: RejectReason } {
     if (this.stopping) return { ok: false, reason: 'round_inputs_overflow' };
@@ -768,7 +774,8 @@ export class HpNode extends EventEmitter {
 
   /**
    * The upstream client accepts outputs signed by ≥ 80 % of the UNL: wait (at most a round) for
-   * the members' signatures of this output root, then send with whatever arrived.
+   * the members' signatures of this output root, then send with whatever arrived, but never
+   * before our own (it comes once our record of the result is durable, see finish()).
    */
   private deliverOutputs(seqNo: number, hash: Buffer, r: ExecutionResult): void {
     if (r.users.length === 0) return;
@@ -783,11 +790,14 @@ export class HpNode extends EventEmitter {
     const wait = {
       seqNo: r.seqNo,
       check: () => {
-        if (!this.stopping && timer && this.outputSigs.signers(r.seqNo, r.outputRoot).length < this.unlHex.length) return false;
+        const sigs = this.outputSigs.signers(r.seqNo, r.outputRoot);
+        // An observer's own signature does not count (it is not in the UNL): it waits for nobody's.
+        const own = !this.unlHex.includes(this.keys.publicKey.toString('hex')) || sigs.some(([pk]) => pk.equals(this.keys.publicKey));
+        if (!this.stopping && (!own || (timer && sigs.length < this.unlHex.length))) return false;
         if (timer) clearTimeout(timer);
         timer = null;
         this.outputWaits.delete(wait);
-        send();
+        if (own) send(); // stopping without our signature: unsigned outputs would only be refused
         return true;
       },
     };
@@ -848,6 +858,7 @@ export class HpNode extends EventEmitter {
       await this.running?.done;
       await this.actions.idle();
     }
+    await this.execFile.idle();
   }
 
   /**
@@ -1185,7 +1196,7 @@ export class HpNode extends EventEmitter {
     } catch (err) {
       await this.rw.rollback();
       this.log.error(`ledger ${l.seqNo}: contract could not run: ${(err as Error).message}; state rolled back, no outputs`);
-      await this.finish(l.seqNo, new Map(), before, this.currentConfigHash());
+      this.finish(l.seqNo, new Map(), before, this.currentConfigHash());
       return { seqNo: l.seqNo, inputs: l.inputs.length, spawnMs: 0, execMs: 0, commitMs: 0, totalMs: performance.now() - t0, warm: false };
     }
     const tCommit = performance.now();
@@ -1218,7 +1229,7 @@ export class HpNode extends EventEmitter {
     }
     for (const u of res.truncatedUsers) this.log.warn(`ledger ${l.seqNo}: outputs to ${u.slice(0, 12)}… truncated at ${this.config.contract.round_limits.user_output_bytes} bytes`);
     const tState = performance.now();
-    await this.finish(l.seqNo, outputs, stateRoot, configHash);
+    this.finish(l.seqNo, outputs, stateRoot, configHash);
     const commitMs = performance.now() - tCommit;
     this.log.debug(`ledger ${l.seqNo} executed: ${l.inputs.length} inputs, ${Math.round(performance.now() - t0)} ms = begin ${Math.round(tBegun - t0)}${warm ? ' (warm)' : ''}, ` +
       `spawn ${Math.round(res.timings.spawnMs)}, contract ${Math.round(res.timings.execMs)}, until done ${Math.round(tCommit - tBegun - res.timings.spawnMs - res.timings.execMs)}, ` +
@@ -1246,18 +1257,28 @@ export class HpNode extends EventEmitter {
     }
   }
 
-  /** Records an execution's result durably (a restart must not run it twice) and signs its output root. */
-  private async finish(seqNo: number, outputs: Map<string, Buffer[]>, stateRoot: Buffer, configHash: Buffer): Promise<void> {
+  /**
+   * Takes an execution's result: known at once (the consensus votes with it, the next ledger
+   * records its outputs), then recorded durably (a restart must not run it twice) and only then
+   * is its output root signed for users, in the background and in order. The record can be large
+   * (every output) and its fsyncs slow on a busy disk: waiting for it here cost loaded rounds
+   * hundreds of ms. A crash before it is durable re-runs the ledger from the state it recorded,
+   * as after a crash mid-execution; votes need no such care (one in another round is not
+   * equivocation), but a second signed output root for the same ledger would be, so the
+   * signature leaves only after the record is durable.
+   */
+  private finish(seqNo: number, outputs: Map<string, Buffer[]>, stateRoot: Buffer, configHash: Buffer): void {
     const result = finishExecution(seqNo, outputs, stateRoot, this.keys);
-    // Before the signature leaves: a node that crashed after signing must not run it again (a
-    // non-deterministic contract would make it sign a second output root for the same ledger).
-    await this.execFile.save(result, configHash).catch((err: Error) => {
-      throw new Error(`cannot record the result of ledger ${seqNo} in ${this.execFile.file}: ${err.message}`);
-    });
     this.remember({ result, configHash });
-    const sig = result.unlSig[0][1];
-    this.outputSigs.add(seqNo, this.keys.publicKey.toString('hex'), result.outputRoot, sig);
-    this.net?.broadcast(KIND.outputSig, encodeOutputSig({ seqNo, root: result.outputRoot, sig }), { relay: true, context: 'proposal' });
+    this.execFile.save(result, configHash).then(
+      () => {
+        const sig = result.unlSig[0][1];
+        this.outputSigs.add(seqNo, this.keys.publicKey.toString('hex'), result.outputRoot, sig);
+        for (const w of [...this.outputWaits]) if (w.seqNo === seqNo) w.check();
+        this.net?.broadcast(KIND.outputSig, encodeOutputSig({ seqNo, root: result.outputRoot, sig }), { relay: true, context: 'proposal' });
+      },
+      (err: Error) => this.fail(`cannot record the result of ledger ${seqNo} in ${this.execFile.file}: ${err.message}`),
+    );
   }
 
   /** The contract rewrote patch.cfg: read what it committed (the mount shows the new root now). */
@@ -1396,7 +1417,7 @@ export class HpNode extends EventEmitter {
         // when it came) or one already in a ledger costs a hash here, not a second signature check.
         const h = inputHashOf(w.sig);
         if (this.pool.get(h.toString('hex')) || this.ledger.findInput(h)) continue;
-        const c = checkSignedInput(w.protocol, w.user, w.container, w.sig);
+        const c = checkSignedInput(w.protocol, w.user, w.container, w.sig, h);
         if (!c.ok) {
           forged++;
           continue;

@@ -25,6 +25,11 @@ class DurableFile {
     this.last = next.catch(() => undefined);
     return next;
   }
+
+  /** Resolves once every write asked for so far has finished (failed ones included). */
+  idle(): Promise<void> {
+    return this.last;
+  }
 }
 
 function readIfExists(file: string): Buffer | null {

@@ -53,6 +53,10 @@ export class NodeUserApi extends EventEmitter implements UserNodeApi {
     return this.node.submitInput(pendingInput(user, input));
   }
 
+  inputsFull(): boolean {
+    return this.node.inputsFull;
+  }
+
   precheckInput(user: Buffer, input: SubmittedInput): SubmitResult {
     return this.node.precheckInput(pendingInput(user, input));
   }

@@ -17,9 +17,11 @@ export function inputHashOf(sig: Buffer): Buffer {
   return hash(sig);
 }
 
-/** The container's fields and the input's id, short of the signature check (so cheap refusals can come first). */
-export function parseSignedInput(protocol: UserProtocol, container: Buffer, sig: Buffer): InputCheck {
-  const inputHash = inputHashOf(sig);
+/**
+ * The container's fields and the input's id, short of the signature check (so cheap refusals can
+ * come first). `inputHash`: inputHashOf(sig) when the caller has it already (a native call each).
+ */
+export function parseSignedInput(protocol: UserProtocol, container: Buffer, sig: Buffer, inputHash = inputHashOf(sig)): InputCheck {
   const fields = parseContainer(protocol, container);
   if (typeof fields === 'string') return { ok: false, reason: 'bad_msg_format', inputHash, detail: fields };
   return { ok: true, input: { container, sig, protocol, inputHash, ...fields } };
@@ -32,8 +34,8 @@ export function signatureProblem(user: Buffer, input: SubmittedInput): InputChec
 }
 
 /** Everything short of node-side admission (ledger window, nonce order, round limits). */
-export function checkSignedInput(protocol: UserProtocol, user: Buffer, container: Buffer, sig: Buffer): InputCheck {
-  const parsed = parseSignedInput(protocol, container, sig);
+export function checkSignedInput(protocol: UserProtocol, user: Buffer, container: Buffer, sig: Buffer, inputHash?: Buffer): InputCheck {
+  const parsed = parseSignedInput(protocol, container, sig, inputHash);
   if (!parsed.ok) return parsed;
   return signatureProblem(user, parsed.input) ?? parsed;
 }

@@ -18,7 +18,7 @@ import type {
 export type SubscriptionChannel = 'unl_change' | 'ledger_event';
 
 export type UserRequest =
-  | { type: 'contract_input'; container: Buffer; sig: Buffer }
+  | { type: 'contract_input'; container: Buffer; sig: Buffer; inputHash: Buffer }
   | { type: 'contract_read_request'; id: string; content: Buffer }
   | { type: 'stat' }
   | { type: 'lcl' }
@@ -47,7 +47,7 @@ export function parseRequest(protocol: UserProtocol, m: Record<string, unknown>)
       const container = protocol === 'json' ? (typeof m.input_container === 'string' ? Buffer.from(m.input_container, 'utf8') : undefined) : binary(protocol, m.input_container);
       if (!sig) return bad(`"sig" must be ${protocol === 'json' ? 'a hex string' : 'binary'}`, inputHash);
       if (!container) return bad(`"input_container" must be ${protocol === 'json' ? 'a string' : 'binary'}`, inputHash);
-      return { ok: true, req: { type, container, sig } };
+      return { ok: true, req: { type, container, sig, inputHash } };
     }
     case 'contract_read_request': {
       const id = str(m.id);

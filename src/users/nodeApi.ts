@@ -120,6 +120,12 @@ export interface UserNodeApi {
   status(): NodeStatus;
   /** Synchronous admission (ledger window, nonce, round limits). Accepted/rejected later via 'input_status'. */
   submitInput(user: Buffer, input: SubmittedInput): SubmitResult;
+  /**
+   * Optional: the node takes no user inputs at all now (its pool is at capacity): every
+   * contract_input is refused with round_inputs_overflow before its container is parsed. Under an
+   * offered load beyond what ledgers take, most inputs meet this, so a refusal must cost little.
+   */
+  inputsFull?(): boolean;
   /** Optional: would submitInput refuse this input for a reason that needs no signature check? Called before the check. */
   precheckInput?(user: Buffer, input: SubmittedInput): SubmitResult;
   /** Runs a read-only contract execution; each returned buffer becomes one contract_read_response. */

@@ -29,7 +29,8 @@ export function handleRequest(ctx: RequestContext, msg: Record<string, unknown>)
   const api = ctx.api;
   switch (req.type) {
     case 'contract_input': {
-      const check = parseSignedInput(ctx.protocol, req.container, req.sig);
+      if (api.inputsFull?.()) return reject(ctx, 'round_inputs_overflow', req.inputHash, 'node refused the input: round_inputs_overflow (its input pool is full)', false);
+      const check = parseSignedInput(ctx.protocol, req.container, req.sig, req.inputHash);
       if (!check.ok) return reject(ctx, check.reason, check.inputHash, check.detail, true);
       // Refusals that need no signature (window, nonce, round budget) first: under overload most
       // inputs are refused, and then a refusal costs no signature check.
