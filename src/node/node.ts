@@ -858,7 +858,8 @@ export class HpNode extends EventEmitter {
       await this.running?.done;
       await this.actions.idle();
     }
-    await this.execFile.idle();
+    // Returns right after the check, with no await in between: the caller pauses the core before
+    // anything else can start an execution.
   }
 
   /**
