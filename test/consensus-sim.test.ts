@@ -199,15 +199,6 @@ const SCENARIOS: { name: string; seeds: number; make: (seed: number) => Scenario
   },
   { name: 'chaos', seeds: 10, make: chaos },
   {
-    name: 'slow-executions', seeds: 3,
-    // Executions of up to 95 % of a round: many results come after the next round's stage-2
-    // boundary. Held-back prevotes go out when they come, so nearly every round still decides.
-    make: (seed) => {
-      const r = new Rng(seed);
-      return scenario({ name: 'slow-executions', nodes: r.pick([3, 4, 5]), threshold: r.pick([66, 80]), rounds: 120, execMaxMs: 380, expect: { minLedgerFraction: 0.9 } });
-    },
-  },
-  {
     name: 'crash-one-5at80', seeds: 3,
     make: () => scenario({ name: 'crash-one-5at80', nodes: 5, threshold: 80, rounds: 150, net: { ...CALM, dropP: 0.01 }, crashedFromStart: [4], expect: { minLedgerFraction: 0.6 } }),
   },
