@@ -1274,12 +1274,17 @@ export class HpNode extends EventEmitter {
     this.execFile.save(result, configHash).then(
       () => {
         const sig = result.unlSig[0][1];
-        this.outputSigs.add(seqNo, this.keys.publicKey.toString('hex'), result.outputRoot, sig);
-        for (const w of [...this.outputWaits]) if (w.seqNo === seqNo) w.check();
+        this.addOutputSig(seqNo, this.keys.publicKey.toString('hex'), result.outputRoot, sig);
         this.net?.broadcast(KIND.outputSig, encodeOutputSig({ seqNo, root: result.outputRoot, sig }), { relay: true, context: 'proposal' });
       },
       (err: Error) => this.fail(`cannot record the result of ledger ${seqNo} in ${this.execFile.file}: ${err.message}`),
     );
+  }
+
+  /** A member's (or our own) signature of an output root: outputs waiting for it may go now. */
+  private addOutputSig(seqNo: number, signerHex: string, root: Buffer, sig: Buffer): void {
+    this.outputSigs.add(seqNo, signerHex, root, sig);
+    for (const w of [...this.outputWaits]) if (w.seqNo === seqNo) w.check();
   }
 
   /** The contract rewrote patch.cfg: read what it committed (the mount shows the new root now). */
@@ -1360,8 +1365,7 @@ export class HpNode extends EventEmitter {
           return this.onGetInputs(m);
         case KIND.outputSig: {
           const o = decodeOutputSig(m.body);
-          this.outputSigs.add(o.seqNo, m.author, o.root, o.sig);
-          for (const w of [...this.outputWaits]) if (w.seqNo === o.seqNo) w.check();
+          this.addOutputSig(o.seqNo, m.author, o.root, o.sig);
           return;
         }
         case KIND.npl:
