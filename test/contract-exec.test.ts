@@ -30,6 +30,16 @@ function sdkContract(dir: string, name: string, body: string): string {
   return file;
 }
 
+/** True when `pid` no longer exists or is a zombie. */
+function processDead(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+  } catch {
+    return true;
+  }
+}
+
 /** A run request with a fresh state dir (req.cwd) and the contracts dir next to it. */
 function request(t: TestContext, over: Partial<ContractRunRequest> & { binArgs: string[] }): ContractRunRequest {
   const root = tempDir(t, 'hp-contract-');
@@ -508,14 +518,21 @@ test('warm start: a process that dies while it waits reports that exit; discard(
   assert.deepEqual(texts(r, U1), []);
 
   const pidFile = path.join(dir, 'pid');
-  const waiter = sdkContract(dir, 'waiter.js', `require('fs').writeFileSync(${JSON.stringify(pidFile)}, String(process.pid));
+  // Written aside and renamed: the test must never read a half-written (empty) file, whose pid 0
+  // would make the kill(0) below probe this test's own process group.
+  const waiter = sdkContract(dir, 'waiter.js', `const fs = require('fs');
+fs.writeFileSync(${JSON.stringify(pidFile + '.tmp')}, String(process.pid));
+fs.renameSync(${JSON.stringify(pidFile + '.tmp')}, ${JSON.stringify(pidFile)});
 new HotPocket.Contract().init(async () => {});`);
   const idle = prepare(request(t, { binArgs: [waiter] }), 2);
   const deadline = Date.now() + 10_000;
   while (!fs.existsSync(pidFile) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
   const pid = Number(fs.readFileSync(pidFile, 'utf8'));
+  assert.ok(pid > 1, `the waiting contract wrote its pid (${pid})`);
   await idle.discard();
-  assert.throws(() => process.kill(pid, 0), /ESRCH/, 'the waiting contract is gone after discard()');
+  // Gone, or dead and not yet reaped: a contract killed through its launcher's death (PDEATHSIG)
+  // is reparented, and whether this container's init reaps it is not ours to test.
+  assert.ok(processDead(pid), 'the waiting contract is dead after discard()');
 });
 
 test('warm start of a non-Node program (execAfterArgs): nothing runs before its run; stdin is a file of the whole args; timeout from the exec', async (t) => {
