@@ -5,8 +5,8 @@ declare module 'sodium-native' {
     crypto_sign_SECRETKEYBYTES: number;
     crypto_sign_BYTES: number;
     crypto_sign_keypair(pk: Buffer, sk: Buffer): void;
-    crypto_sign_detached(sig: Buffer, message: Buffer, sk: Buffer): void;
-    crypto_sign_verify_detached(sig: Buffer, message: Buffer, pk: Buffer): boolean;
+    crypto_sign_detached(sig: Uint8Array, message: Uint8Array, sk: Uint8Array): void;
+    crypto_sign_verify_detached(sig: Uint8Array, message: Uint8Array, pk: Uint8Array): boolean;
     randombytes_buf(buf: Buffer): void;
     sodium_malloc?: (n: number) => Buffer;
   };
