@@ -257,6 +257,16 @@ const SCENARIOS: { name: string; seeds: number; make: (seed: number) => Scenario
     }),
   },
   {
+    name: 'late-votes-3at80', seeds: 4,
+    // A loaded machine: every vote needs all 3 members (80 % of 3), and one message in six arrives
+    // up to three stages late. A polka completed after its round must still decide it (about 73 %
+    // of rounds close; 56 % without the late precommit).
+    make: () => scenario({
+      name: 'late-votes-3at80', nodes: 3, threshold: 80, rounds: 150,
+      net: { ...CALM, delayMaxMs: 40, lateP: 0.16, lateMaxMs: 300 }, expect: { minLedgerFraction: 0.6 },
+    }),
+  },
+  {
     name: 'mirror-below-bound', seeds: 3,
     // N = 4 at 66 %: q = 3, 2q−N = 2. One colluding mirror (< 2) must not split honest nodes that hold different inputs.
     make: () => scenario({ name: 'mirror-below-bound', nodes: 4, threshold: 66, rounds: 80, relay: 'partial', inputsPerRound: 5, byzantine: [{ index: 3, mode: 'mirror' }] }),
@@ -1230,5 +1240,60 @@ test('consensus: a member that was behind when a decision proof was relayed deci
   for (let s = 1; s <= 5; s++) {
     const h = nodes[A].ledgers[s - 1].hash;
     for (const i of honest) assert.ok(nodes[i].ledgers[s - 1].hash.equals(h), `node ${i} holds A's ledger ${s}`);
+  }
+});
+
+test('consensus: a polka completed after its round still decides (late precommit), so a member whose prevotes are always late does not stall 3 nodes at 80 %', () => {
+  const R = 400;
+  const keys = [0, 1, 2].map((i) => Buffer.concat([Buffer.from([0xed]), tagHash('late-key', Buffer.from([i]))]));
+  const secrets = [0, 1, 2].map((i) => tagHash('late-secret', Buffer.from([i])));
+  const genesis: LedgerRef = { seqNo: 0, hash: GENESIS_HASH, timestampMs: 0 };
+  let now = T0 + 1;
+  const cores = keys.map((k) => new ConsensusCore({ contractId: CONTRACT_ID, unl: keys, self: k, thresholdPercent: 80, roundtimeMs: R }, { lcl: genesis, result: GENESIS_RESULT, nowMs: now }));
+  const results = cores.map(() => new Map([[0, GENESIS_RESULT]]));
+  const closed = cores.map(() => [] as ClosedLedger[]);
+  const decidedAt: { seqNo: number; stage: number }[] = [];
+  // Node 2's prevotes reach the others only 20 ms into the next round: every polka the others see completes late.
+  const queue: { at: number; to: number; ev: ConsensusEvent }[] = [];
+  const apply = (i: number, actions: ConsensusAction[]): void => {
+    for (const a of actions) {
+      if (process.env.DBG && a.type !== 'broadcast') console.log(now - T0, i, a.type, a.type === 'log' ? (a as { message: string }).message : '');
+      if (a.type === 'broadcast') {
+        const p = { ...a.proposal, author: keys[i], sig: mac(secrets[i], 'proposal', encodeProposalBody(a.proposal)) } as SignedProposal;
+        if (process.env.DBG) console.log(now - T0, i, a.type, p.stage, p.roundMs - T0, p.seqNo, 'value' in p && p.value ? 'v' : '-');
+        const late = i === 2 && p.stage === 2 ? p.roundMs + R + 20 : now;
+        for (let to = 0; to < 3; to++) queue.push({ at: to === i ? now : late, to, ev: { type: 'proposal', proposal: p } });
+      } else if (a.type === 'attest') {
+        const att = { seqNo: a.seqNo, hash: a.hash, author: keys[i], sig: mac(secrets[i], 'ledger-close', a.hash) };
+        for (let to = 0; to < 3; to++) queue.push({ at: now, to, ev: { type: 'attestation', attestation: att } });
+      } else if (a.type === 'closeLedger') {
+        closed[i].push(a.ledger);
+        if (i === 0) decidedAt.push({ seqNo: a.ledger.header.seqNo, stage: Math.floor(((now - T0) % R) / (R / 4)) });
+      } else if (a.type === 'execute') {
+        const s = a.ledger.header.seqNo;
+        results[i].set(s, runContract(results[i].get(s - 1)!, a.ledger.hash, s));
+        queue.push({ at: now, to: i, ev: { type: 'executionDone', seqNo: s, ...results[i].get(s)! } });
+      }
+    }
+  };
+  for (let step = 0; step < 10 * (R / 10); step++) {
+    now = T0 + 1 + step * 10;
+    for (let i = 0; i < 3; i++) apply(i, cores[i].handle({ type: 'tick', nowMs: now }));
+    for (let k = 0; k < queue.length; ) {
+      const m = queue[k];
+      if (m.at > now) {
+        k++;
+        continue;
+      }
+      queue.splice(k, 1);
+      apply(m.to, cores[m.to].handle(m.ev));
+    }
+  }
+  // 10 rounds, the first sat out: without the late precommit nodes 0 and 1 never precommit, and nothing closes.
+  assert.ok(closed[0].length >= 4, `ledgers closed: ${closed[0].length} (decided in stages ${JSON.stringify(decidedAt)})`);
+  assert.ok(decidedAt.every((d) => d.stage <= 1), `decided in the next round's stage 0 or 1: ${JSON.stringify(decidedAt)}`);
+  for (let i = 1; i < 3; i++) {
+    const n = Math.min(closed[0].length, closed[i].length);
+    for (let s = 0; s < n; s++) assert.ok(closed[i][s].hash.equals(closed[0][s].hash), `node ${i} ledger ${s + 1} differs from node 0's`);
   }
 });

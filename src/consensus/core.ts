@@ -115,6 +115,8 @@ export class ConsensusCore {
   private behindRounds = 0;
   /** What this node prevoted in its last stage 2 (for explainUndecided). */
   private prevoteNote = 'none sent';
+  /** The round of this node's last precommit (-1: none yet); rounds only grow, across seqs too. */
+  private precommittedRoundMs = -1;
   private farAheadRounds = 0;
 
   constructor(readonly config: ConsensusConfig, start: ConsensusStart) {
@@ -323,22 +325,31 @@ export class ConsensusCore {
   }
 
   /**
-   * Stage 3: precommit the value ≥ T % prevoted in this round, and lock on it. From the stage-3
-   * boundary until the round ends, as soon as the polka is seen (Tendermint precommits on the
-   * polka, not on a timer): a node whose prevotes arrive a little late still counts. No polka, no
-   * precommit: a nil precommit would tell nobody anything.
+   * Stage 3: precommit the value ≥ T % prevoted in a round, and lock on it, as soon as the polka is
+   * seen (Tendermint precommits on the polka, not on a timer): from the stage-3 boundary of its
+   * round, and on into the next round until this node prevotes there. Stages 0 and 1 are no votes,
+   * so a node there is, for its votes, still in the last round: a polka completed by prevotes that
+   * arrived late (a loaded machine) still decides, one round sooner than re-voting it would. No
+   * polka, no precommit: a nil precommit would tell nobody anything.
    */
   private tryPrecommit(): void {
-    const bit = 1 << 3;
-    if (!this.isVoter || this.roundMs <= this.quietRoundMs || this.sent & bit) return;
-    if (this.clock.stageAt(this.nowMs) !== 3 || this.clock.roundStart(this.nowMs) !== this.roundMs) return;
-    const polka = this.polkas.get(this.roundMs);
+    if (!this.isVoter) return;
+    const round = this.precommitRound();
+    if (round === null || round <= this.quietRoundMs || round <= this.precommittedRoundMs) return;
+    const polka = this.polkas.get(round);
     if (!polka || !this.acceptable(polka.value)) return;
-    this.sent |= bit;
+    this.precommittedRoundMs = round;
     // Persist before the precommit leaves: a restarted node must not precommit something else.
-    this.lock = { roundMs: this.roundMs, value: polka.value, digest: polka.digest, cert: polka.cert };
-    this.emit({ type: 'persistLock', lock: { seqNo: this.lcl.seqNo + 1, roundMs: this.roundMs, value: polka.value, cert: polka.cert } });
-    this.broadcast({ contractId: this.config.contractId, stage: 3, seqNo: this.lcl.seqNo + 1, roundMs: this.roundMs, prevHash: this.lcl.hash, value: polka.value });
+    this.lock = { roundMs: round, value: polka.value, digest: polka.digest, cert: polka.cert };
+    this.emit({ type: 'persistLock', lock: { seqNo: this.lcl.seqNo + 1, roundMs: round, value: polka.value, cert: polka.cert } });
+    this.broadcast({ contractId: this.config.contractId, stage: 3, seqNo: this.lcl.seqNo + 1, roundMs: round, prevHash: this.lcl.hash, value: polka.value });
+  }
+
+  /** The round whose polka this node may precommit now (see tryPrecommit), or null. */
+  private precommitRound(): number | null {
+    if (this.clock.roundStart(this.nowMs) !== this.roundMs) return null;
+    if (this.clock.stageAt(this.nowMs) === 3) return this.roundMs;
+    return this.sent & (1 << 2) ? null : this.roundMs - this.clock.roundtimeMs;
   }
 
   /**
@@ -485,7 +496,7 @@ export class ConsensusCore {
       .sort((a, b) => Buffer.compare(a.pubkey, b.pubkey))
       .slice(0, this.quorum);
     this.polkas.set(roundMs, { roundMs, digest: t.digest, value: t.value, cert: { roundMs, value: t.value, sigs } });
-    if (roundMs === this.roundMs) this.tryPrecommit();
+    this.tryPrecommit();
   }
 
   /** A peer's proof of lock; the shell verified every signature against prevoteOf(contractId, cert). */
@@ -502,6 +513,7 @@ export class ConsensusCore {
       return;
     }
     this.polkas.set(cert.roundMs, { roundMs: cert.roundMs, digest, value: cert.value, cert });
+    this.tryPrecommit(); // a proof of lock is a polka: the one we missed may still be precommitted
   }
 
   // ---- deciding and closing ------------------------------------------------------------------------
