@@ -1257,10 +1257,8 @@ test('consensus: a polka completed after its round still decides (late precommit
   const queue: { at: number; to: number; ev: ConsensusEvent }[] = [];
   const apply = (i: number, actions: ConsensusAction[]): void => {
     for (const a of actions) {
-      if (process.env.DBG && a.type !== 'broadcast') console.log(now - T0, i, a.type, a.type === 'log' ? (a as { message: string }).message : '');
       if (a.type === 'broadcast') {
         const p = { ...a.proposal, author: keys[i], sig: mac(secrets[i], 'proposal', encodeProposalBody(a.proposal)) } as SignedProposal;
-        if (process.env.DBG) console.log(now - T0, i, a.type, p.stage, p.roundMs - T0, p.seqNo, 'value' in p && p.value ? 'v' : '-');
         const late = i === 2 && p.stage === 2 ? p.roundMs + R + 20 : now;
         for (let to = 0; to < 3; to++) queue.push({ at: to === i ? now : late, to, ev: { type: 'proposal', proposal: p } });
       } else if (a.type === 'attest') {
