@@ -36,8 +36,10 @@ test('state sync: a node down for 30+ rounds fetches about the bytes that change
   const downAt = await patchBlocks(t, c, 0, patched);
   await c.waitFor(async () => (await minLcl(c, [0, 1])) >= downAt + 30, 60_000, '30 more ledgers without node 3');
 
+  let t0 = Date.now();
   await c.restart(2);
   await assertRejoined(c, 2, [0, 1]);
+  t.diagnostic(`node 3: restart → caught up and voting in ${Date.now() - t0} ms`);
   const s3 = nodeStatus(c, 2)!;
   const changed = patched.length * BLOCK;
   assert.ok(s3.transfer.stateSyncs >= 1, `node 3 synced its state: ${JSON.stringify(s3.transfer)}`);
@@ -61,11 +63,13 @@ test('state sync: a node down for 30+ rounds fetches about the bytes that change
   fs.closeSync(fd);
   const before = nodeStatus(c, 1)!.transfer.stateBytes;
   const syncsBefore = nodeStatus(c, 1)!.transfer.stateSyncs;
+  t0 = Date.now();
   await c.restart(1);
   await c.waitFor(async () => c.logs(1).some((l) => /state store is damaged: 1 object\(s\) .*\/state\/data\.bin/.test(l)), 30_000, 'node 2 finds the damaged block (start-up check)');
   // The check runs once the node votes with the others again; its repair shows in status.json (written every second).
   await c.waitFor(async () => (nodeStatus(c, 1)?.transfer.stateSyncs ?? 0) > syncsBefore, 30_000, 'node 2 repairs it from peers');
   await assertRejoined(c, 1, [0, 2]);
+  t.diagnostic(`node 2: restart → repaired, caught up and voting in ${Date.now() - t0} ms`);
   const fetched = nodeStatus(c, 1)!.transfer.stateBytes - before;
   assert.ok(fetched >= BLOCK && fetched <= BLOCK + 16 * 1024, `node 2 fetched ${fetched} bytes to repair one ${BLOCK}-byte block`);
   const repaired = ObjectStore.open(storeDir, { readOnly: true });

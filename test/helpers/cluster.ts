@@ -20,6 +20,8 @@ import { deferCleanup, REPO_ROOT, tempDir } from './fixtures';
 import { RawUser } from './rawUser';
 import { LoopbackProxy } from './tcpProxy';
 
+const KEEP_LOGS_DIR = process.env.HP_TEST_LOG_DIR;
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // ---- ports ----
@@ -314,6 +316,8 @@ export async function startTestCluster(t: TestContext, opts: TestClusterOptions)
     if (ring.length > RING_LINES) ring.splice(0, ring.length - RING_LINES);
     try {
       fs.appendFileSync(path.join(dirs[i], 'node-output.log'), line + '\n');
+      // For a post-mortem: HP_TEST_LOG_DIR=<dir> keeps every node's output after the test's cleanup.
+      if (KEEP_LOGS_DIR) fs.appendFileSync(path.join(KEEP_LOGS_DIR, `${path.basename(path.dirname(dirs[i]))}-${name(i)}.log`), line + '\n');
     } catch {
       /* the directory is being removed */
     }
