@@ -906,15 +906,14 @@ class Simulation {
       this.closeLedger(n, rec); // the same chain and certificate checks as a consensus close
       taken.push(...rec.inputs);
     }
-    // State: the peer's snapshot for the target when it has one (verified by root), else the state
-    // the target ledger certifies, then execute the target ledger ourselves.
-    let result = peer.results.get(target);
-    if (!result) {
-      const h = peer.ledgers.get(target)!.ledger.header;
-      const before: ExecResult = { stateRoot: h.stateHash, outputRoot: h.outputHash, configHash: h.configHash };
-      n.results.set(target - 1, before);
-      result = runContract(before, peer.ledgers.get(target)!.ledger.hash, target);
-    }
+    // State: the one the target ledger certifies (after target-1), then the target ledger executed
+    // here, as the real shell does. Never the peer's own result for the target: nothing certifies
+    // it yet, and a peer with a corrupt executor would hand its error on (two such nodes out of five
+    // at 75 % split the prevotes 3:2 for good).
+    const h = peer.ledgers.get(target)!.ledger.header;
+    const before: ExecResult = { stateRoot: h.stateHash, outputRoot: h.outputHash, configHash: h.configHash };
+    n.results.set(target - 1, before);
+    const result = runContract(before, peer.ledgers.get(target)!.ledger.hash, target);
     n.results.set(target, result);
     this.syncs++;
     this.log(`node ${n.index} synced to ${target} from node ${peer.index} (${req.reason})`);

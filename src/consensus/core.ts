@@ -587,6 +587,10 @@ export class ConsensusCore {
       this.attests.prune(this.closed.seqNo);
       this.scheduleExecution(ledger, head.value.result);
     }
+    // A sync asked for a ledger that has closed here meanwhile is no longer needed (the shell drops
+    // requests while one runs, so nothing else would clear it): status 'desync' and the quick
+    // behind check (notePeerLcl) must not stay stuck on it. A wrong state still needs its sync.
+    if (this.syncing && this.closed.seqNo >= this.syncing.targetSeqNo && !this.stateMismatch && !this.diverged) this.syncing = null;
   }
 
   /** Queues a closed ledger for execution: it runs once the result of its predecessor is known. */

@@ -20,6 +20,7 @@ import { decodeAttestation, decodeProposalBody, encodeAttestation, encodeProposa
 import type { CandidateInput, ClosedLedger, ConsensusAction, ConsensusEvent, Evidence, PersistedLock, SyncRequest, VoteStatus } from '../consensus/types';
 import { signIn, verifyIn } from '../crypto/domain';
 import { KeyPair } from '../crypto/keys';
+import { verifyBatch } from '../crypto/verifyWorker';
 import { runContract, startContract } from '../contract/executor';
 import { isNodeBinary } from '../contract/launcher';
 import { WarmStart, warmSlots } from './warmStart';
@@ -39,8 +40,8 @@ import { hasherMemory } from '../state/hashWorker';
 import { StateSyncProgress, syncState } from '../state/sync';
 import { TokenBucket } from '../p2p/rate';
 import { PreparedStatefs, StatefsMount } from '../state/statefsClient';
-import { checkSignedInput, inputHashOf } from '../users/inputs';
-import type { CollapsedHashTree } from '../users/nodeApi';
+import { inputHashOf, parseSignedInput } from '../users/inputs';
+import type { CollapsedHashTree, SubmittedInput } from '../users/nodeApi';
 import { InputBudget } from './inputBudget';
 import { admissionCapacity, InputPool, MIN_ADMISSION, PendingInput, RejectReason } from './inputPool';
 import { Logger } from './log';
@@ -70,7 +71,7 @@ const GOSSIP_BATCH_BYTES = 1024 * 1024;
 const SYNC_REQUEST_TIMEOUT_MS = 3000;
 /** A gap of more ledgers than this is closed by state sync (fetch only the differing state) rather than replay. */
 const MAX_REPLAY_LEDGERS = 16;
-/** Relayed inputs checked per slice (~10 ms of signature checks) before the event loop gets a turn. */
+/** Relayed inputs per signature-worker batch (~7 ms of checks there); the loop parses the next meanwhile. */
 const INPUT_CHECK_SLICE = 64;
 /** Relayed inputs waiting for their signature check, beyond which gossip batches are dropped. */
 const MAX_INPUT_BACKLOG = 20_000;
@@ -1393,11 +1394,11 @@ export class HpNode extends EventEmitter {
     this.dispatch({ type: 'attestation', attestation: a });
   }
 
-  /** Relayed user inputs: each one's user signature is checked here; forged ones are dropped. */
   /**
-   * Inputs from peers. A gossip batch holds up to a thousand inputs, ~150 ms of signature checks
-   * here: checked in slices with the event loop free in between, so proposals and stage ticks are
-   * never held up behind a batch (at 200 ms rounds one such stall costs the round). Beyond
+   * Inputs from peers. A gossip batch holds up to a thousand inputs, ~150 ms of signature checks:
+   * parsed here in slices, their signatures checked on the worker thread meanwhile, so proposals,
+   * stage ticks and the contract's session are never held up behind a batch (at 200 ms rounds one
+   * such stall costs the round). Beyond
    * MAX_INPUT_BACKLOG unchecked inputs, further batches are dropped (counted): an input a
    * proposal needs is fetched again then (hpn.getin).
    */
@@ -1414,21 +1415,28 @@ export class HpNode extends EventEmitter {
   private async checkPeerInputs(m: PeerMessage, list: WireInput[]): Promise<void> {
     let forged = 0;
     for (let at = 0; at < list.length && !this.stopping; at += INPUT_CHECK_SLICE) {
-      if (at > 0) await new Promise<void>((r) => setImmediate(r));
-      const lcl = this.ledger.last().seqNo;
-      const fresh = [];
+      const parsed: Array<{ user: Buffer; input: SubmittedInput }> = [];
       for (const w of list.slice(at, at + INPUT_CHECK_SLICE)) {
         // Inputs reach us from the user's node and again through relays: one we hold (verified
         // when it came) or one already in a ledger costs a hash here, not a second signature check.
         const h = inputHashOf(w.sig);
         if (this.pool.get(h.toString('hex')) || this.ledger.findInput(h)) continue;
-        const c = checkSignedInput(w.protocol, w.user, w.container, w.sig, h);
-        if (!c.ok) {
+        const c = parseSignedInput(w.protocol, w.container, w.sig, h);
+        if (c.ok) parsed.push({ user: w.user, input: c.input });
+        else forged++;
+      }
+      // The signatures are checked on the worker thread, off this loop (crypto/verifyWorker.ts).
+      const good = await verifyBatch(parsed.map(({ user, input }) => ({ message: input.container, sig: input.sig, pubkey: user })));
+      if (this.stopping) return;
+      const lcl = this.ledger.last().seqNo;
+      const fresh = [];
+      for (let k = 0; k < parsed.length; k++) {
+        if (!good[k]) {
           forged++;
           continue;
         }
-        const i = c.input;
-        const p: PendingInput = { user: w.user, userHex: w.user.toString('hex'), hash: i.inputHash, hashHex: i.inputHash.toString('hex'), nonce: i.nonce, maxLedgerSeqNo: i.maxLedgerSeqNo, blob: i.blob, container: i.container, sig: i.sig, protocol: i.protocol };
+        const { user, input: i } = parsed[k];
+        const p: PendingInput = { user, userHex: user.toString('hex'), hash: i.inputHash, hashHex: i.inputHash.toString('hex'), nonce: i.nonce, maxLedgerSeqNo: i.maxLedgerSeqNo, blob: i.blob, container: i.container, sig: i.sig, protocol: i.protocol };
         if (this.pool.admitRelayed(p, lcl).ok) fresh.push(candidateOf(p));
       }
       if (fresh.length === 0) continue;
