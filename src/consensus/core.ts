@@ -288,7 +288,14 @@ export class ConsensusCore {
 
   private runStage(stage: 0 | 1 | 2 | 3): void {
     if (!this.isVoter || this.roundMs <= this.quietRoundMs) return;
-    if (stage === 3) return this.tryPrecommit();
+    if (stage === 3) {
+      // A prevote held back for our result (stage2) may still go out while the round lasts.
+      if (!(this.sent & (1 << 2)) && this.votingResult()) {
+        this.sent |= 1 << 2;
+        this.stage2();
+      }
+      return this.tryPrecommit();
+    }
     const bit = 1 << stage;
     if (this.sent & bit) return;
     this.sent |= bit;
@@ -320,6 +327,17 @@ export class ConsensusCore {
     this.assessStatus(props);
     this.fetchMissing(props, stageNeed(2, this.unl.size, this.config.thresholdPercent));
     const value = this.choosePrevote(props);
+    if (!value && this.quorum === this.unl.size && this.resultComing()) {
+      // Nothing can be voted for before our result of the last ledger, it is on its way, and no
+      // polka can form without us (q = N): hold the prevote (runStage sends it when the result
+      // comes, until the round ends) rather than doom the round with a nil one. Under load an
+      // execution often outlasts the stage. Not when q < N: the others can close without us then,
+      // and holding back made them close every round, faster than a node catching up after a
+      // restart replays ledgers (it then trailed them for tens of seconds).
+      this.sent &= ~(1 << 2);
+      this.prevoteNote = 'held back: our result of the last ledger came too late in the round';
+      return;
+    }
     this.prevoteNote = value ? `${hex(valueDigest(value)).slice(0, 8)}(${value.inputs.length} inputs)` : `nil: ${this.nilReason()}`;
     this.broadcast({ contractId: this.config.contractId, stage: 2, seqNo: this.lcl.seqNo + 1, roundMs: this.roundMs, prevHash: this.lcl.hash, value });
   }
@@ -383,6 +401,11 @@ export class ConsensusCore {
     // Ask those who proposed them; for a locked or adopted value's inputs, anyone.
     const peers = sortedUnique(from.length > 0 ? from : [...this.unl.values()]).filter((k) => !k.equals(this.config.self));
     this.emit({ type: 'fetchInputs', hashes, peers });
+  }
+
+  /** Our result of lcl is not known yet, but an execution that will give it runs or waits. */
+  private resultComing(): boolean {
+    return !this.votingResult() && !this.stateMismatch && !this.diverged && (this.executing !== null || this.waitingExec.length > 0);
   }
 
   /** Why choosePrevote found nothing to vote for (diagnostics only). */
@@ -632,6 +655,8 @@ export class ConsensusCore {
     this.exec = { seqNo, result };
     this.executing = null;
     this.pumpExecution();
+    // A prevote held back for this result goes out now if its round is still open.
+    if (this.votingResult() && this.clock.roundStart(this.nowMs) === this.roundMs) this.runStage(this.clock.stageAt(this.nowMs));
   }
 
   // ---- attestations (ledger-close signatures) ---------------------------------------------------
