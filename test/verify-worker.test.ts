@@ -1,5 +1,7 @@
 // The signature worker (src/crypto/verifyWorker.ts): the same answers as checking in place, in
 // order, for good, forged and malformed items; and when the worker dies, nothing waits forever.
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPair, sign } from '../src/crypto/keys';
@@ -53,4 +55,19 @@ test('signature worker: one that dies answers its waiting batches in place, and 
   assert.equal(verifyWorkerWorks(), false, 'the process stopped using the worker');
   const later = items(40);
   assert.deepEqual(await verifyBatch(later.list), later.expected, 'checked in place afterwards');
+});
+
+test('signature worker: a waiting batch keeps its process alive until answered, an idle worker never does', () => {
+  // A stopped node's process must exit by itself (a ref'd idle worker kept it alive until SIGKILL),
+  // and one whose only work left is a batch in flight must not exit before the answer.
+  const script = `
+    const v = require(${JSON.stringify(path.join(__dirname, '..', 'src', 'crypto', 'verifyWorker.js'))});
+    const k = require(${JSON.stringify(path.join(__dirname, '..', 'src', 'crypto', 'keys.js'))});
+    const kp = k.generateKeyPair();
+    const items = [...Array(32).keys()].map((i) => { const m = Buffer.from('input ' + i); return { message: m, sig: k.sign(m, kp.secretKey), pubkey: kp.publicKey }; });
+    v.verifyBatch(items).then((ok) => console.log('answered ' + ok.filter(Boolean).length));`;
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 10_000 });
+  assert.equal(r.signal, null, `the process exited by itself (signal ${r.signal}; stderr ${r.stderr})`);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout.trim(), 'answered 32');
 });

@@ -63,6 +63,7 @@ export function verifyBatch(items: SignedItem[]): Promise<boolean[]> {
   const id = nextId++;
   return new Promise<boolean[]>((resolve) => {
     waiting.set(id, { items, well, resolve });
+    if (waiting.size === 1) w.ref();
     w.postMessage({ id, packed: packed.buffer } satisfies Job, [packed.buffer]);
   });
 }
@@ -71,11 +72,11 @@ function ensureWorker(): Worker | null {
   if (worker) return worker;
   try {
     const w = new Worker(path.join(__dirname, 'verifyWorker.js'));
-    w.unref(); // a node's worker never keeps its process alive
     w.on('message', (m: JobDone) => {
       const job = waiting.get(m.id);
       if (!job) return;
       waiting.delete(m.id);
+      if (waiting.size === 0) w.unref();
       let j = 0; // one answer per well-formed item, in order
       job.resolve(job.well.map((isWell) => isWell && m.ok[j++] === 1));
     });
@@ -92,6 +93,10 @@ function ensureWorker(): Worker | null {
     };
     w.on('error', (err) => fail(`failed: ${err.message}`));
     w.on('exit', (code) => fail(`exited (${code})`));
+    // Ref'd only while batches wait (see verifyBatch): an idle worker must not keep a stopped
+    // node alive (a ref'd one did, until the benchmark's SIGKILL), and a waiting batch must not be
+    // dropped by the process exiting under it. After the listeners: adding one refs it again.
+    w.unref();
     worker = w;
     return w;
   } catch (err) {
