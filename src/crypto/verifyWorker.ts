@@ -37,18 +37,22 @@ let failed = false;
 let nextId = 1;
 const waiting = new Map<number, { items: SignedItem[]; well: boolean[]; resolve: (ok: boolean[]) => void }>();
 
+/** Bytes of one packed item: [u32 message length, message, signature, key]. */
+function packedBytes(messageLength: number): number {
+  return 4 + messageLength + SIGNATURE_BYTES + PUBLIC_KEY_BYTES;
+}
+
 function verifyInPlace(items: SignedItem[]): boolean[] {
   return items.map((i) => verify(i.message, i.sig, i.pubkey));
 }
 
 /** One signature check per item, in order: true where `sig` is `pubkey`'s signature of `message`. */
 export function verifyBatch(items: SignedItem[]): Promise<boolean[]> {
-  if (items.length < MIN_WORKER_BATCH || failed) return Promise.resolve(verifyInPlace(items));
+  const w = items.length < MIN_WORKER_BATCH || failed ? null : ensureWorker();
+  if (!w) return Promise.resolve(verifyInPlace(items));
   // Items with a malformed key or signature fail without a trip (and keep the packing simple).
   const well = items.map((i) => i.sig.length === SIGNATURE_BYTES && i.pubkey.length === PUBLIC_KEY_BYTES);
-  let bytes = 0;
-  items.forEach((i, k) => (bytes += well[k] ? 4 + i.message.length + SIGNATURE_BYTES + PUBLIC_KEY_BYTES : 0));
-  const packed = Buffer.allocUnsafeSlow(bytes);
+  const packed = Buffer.allocUnsafeSlow(items.reduce((n, i, k) => n + (well[k] ? packedBytes(i.message.length) : 0), 0));
   let at = 0;
   items.forEach((i, k) => {
     if (!well[k]) return;
@@ -56,10 +60,8 @@ export function verifyBatch(items: SignedItem[]): Promise<boolean[]> {
     packed.set(i.message, at + 4);
     packed.set(i.sig, at + 4 + i.message.length);
     packed.set(i.pubkey, at + 4 + i.message.length + SIGNATURE_BYTES);
-    at += 4 + i.message.length + SIGNATURE_BYTES + PUBLIC_KEY_BYTES;
+    at += packedBytes(i.message.length);
   });
-  const w = ensureWorker();
-  if (!w) return Promise.resolve(verifyInPlace(items));
   const id = nextId++;
   return new Promise<boolean[]>((resolve) => {
     waiting.set(id, { items, well, resolve });
@@ -127,9 +129,9 @@ if (!isMainThread && parentPort) {
       const len = buf.readUInt32BE(at);
       const msg = buf.subarray(at + 4, at + 4 + len);
       const sig = buf.subarray(at + 4 + len, at + 4 + len + SIGNATURE_BYTES);
-      const pk = buf.subarray(at + 4 + len + SIGNATURE_BYTES, at + 4 + len + SIGNATURE_BYTES + PUBLIC_KEY_BYTES);
+      const pk = buf.subarray(at + 4 + len + SIGNATURE_BYTES, at + packedBytes(len));
       ok.push(verify(msg, sig, pk) ? 1 : 0);
-      at += 4 + len + SIGNATURE_BYTES + PUBLIC_KEY_BYTES;
+      at += packedBytes(len);
     }
     const out = Uint8Array.from(ok);
     port.postMessage({ id: job.id, ok: out } satisfies JobDone, [out.buffer]);

@@ -9,7 +9,7 @@
 // - each user's pending bytes per round are bounded (round_inputs_overflow).
 // Ledger order: by nonce (big-endian u64), then by input hash, as HotPocket orders them.
 
-import type { RejectReason } from '../users/nodeApi';
+import type { RejectReason, SubmittedInput } from '../users/nodeApi';
 export type { RejectReason };
 
 export interface PendingInput {
@@ -154,4 +154,20 @@ export const MIN_ADMISSION = 1024;
 export function admissionCapacity(maxInputsPerLedger: number, previous: number, pending: number, executedInputs: number): number {
   const grown = executedInputs > 0 && 2 * pending >= previous ? 2 * previous : previous;
   return Math.max(MIN_ADMISSION, Math.min(ADMIT_LEDGERS * maxInputsPerLedger, grown));
+}
+
+/** A parsed input in the pool's form (its signature is checked before the pool admits it). */
+export function pendingInput(user: Buffer, input: SubmittedInput): PendingInput {
+  return {
+    user,
+    userHex: user.toString('hex'),
+    hash: input.inputHash,
+    hashHex: input.inputHash.toString('hex'),
+    nonce: input.nonce,
+    maxLedgerSeqNo: input.maxLedgerSeqNo,
+    blob: input.blob,
+    container: input.container,
+    sig: input.sig,
+    protocol: input.protocol,
+  };
 }

@@ -43,7 +43,7 @@ import { PreparedStatefs, StatefsMount } from '../state/statefsClient';
 import { inputHashOf, parseSignedInput } from '../users/inputs';
 import type { CollapsedHashTree, SubmittedInput } from '../users/nodeApi';
 import { InputBudget } from './inputBudget';
-import { admissionCapacity, InputPool, MIN_ADMISSION, PendingInput, RejectReason } from './inputPool';
+import { admissionCapacity, InputPool, MIN_ADMISSION, PendingInput, pendingInput, RejectReason } from './inputPool';
 import { Logger } from './log';
 import { NodePaths, PATCH_FILE, STATE_SUBDIR } from './nodeDir';
 import { ActionQueue, Performed } from './actionQueue';
@@ -1435,8 +1435,7 @@ export class HpNode extends EventEmitter {
           forged++;
           continue;
         }
-        const { user, input: i } = parsed[k];
-        const p: PendingInput = { user, userHex: user.toString('hex'), hash: i.inputHash, hashHex: i.inputHash.toString('hex'), nonce: i.nonce, maxLedgerSeqNo: i.maxLedgerSeqNo, blob: i.blob, container: i.container, sig: i.sig, protocol: i.protocol };
+        const p = pendingInput(parsed[k].user, parsed[k].input);
         if (this.pool.admitRelayed(p, lcl).ok) fresh.push(candidateOf(p));
       }
       if (fresh.length === 0) continue;

@@ -1,5 +1,5 @@
 // The node as the user server sees it (src/users/nodeApi.ts): a thin adapter over HpNode.
-import type { PendingInput } from './inputPool';
+import { pendingInput } from './inputPool';
 import { EventEmitter } from 'node:events';
 import { sign } from '../crypto/keys';
 import type { LedgerQueryResult, NodeStatus, SubmitResult, SubmittedInput, UserNodeApi, UserNodeEvents, LedgerId } from '../users/nodeApi';
@@ -82,19 +82,4 @@ export class NodeUserApi extends EventEmitter implements UserNodeApi {
   override off<E extends keyof UserNodeEvents>(event: E, fn: UserNodeEvents[E]): this {
     return super.off(event, fn as (...args: unknown[]) => void);
   }
-}
-
-function pendingInput(user: Buffer, input: SubmittedInput): PendingInput {
-  return {
-    user,
-    userHex: user.toString('hex'),
-    hash: input.inputHash,
-    hashHex: input.inputHash.toString('hex'),
-    nonce: input.nonce,
-    maxLedgerSeqNo: input.maxLedgerSeqNo,
-    blob: input.blob,
-    container: input.container,
-    sig: input.sig,
-    protocol: input.protocol,
-  };
 }

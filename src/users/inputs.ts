@@ -34,8 +34,8 @@ export function signatureProblem(user: Buffer, input: SubmittedInput): InputChec
 }
 
 /** Everything short of node-side admission (ledger window, nonce order, round limits). */
-export function checkSignedInput(protocol: UserProtocol, user: Buffer, container: Buffer, sig: Buffer, inputHash?: Buffer): InputCheck {
-  const parsed = parseSignedInput(protocol, container, sig, inputHash);
+export function checkSignedInput(protocol: UserProtocol, user: Buffer, container: Buffer, sig: Buffer): InputCheck {
+  const parsed = parseSignedInput(protocol, container, sig);
   if (!parsed.ok) return parsed;
   return signatureProblem(user, parsed.input) ?? parsed;
 }
